@@ -111,6 +111,17 @@ def derive_limb_leads(present: dict[str, np.ndarray], source: object = "<array>"
     return out
 
 
+def _check_fs(fs: object, source: object) -> float:
+    """The sampling rate as a positive finite float, or a typed error naming the source."""
+    try:
+        value = float(fs)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not np.isfinite(value) or value <= 0:
+        raise EcgSignalError(source, f"sampling rate must be a positive number of Hz, got {fs!r}")
+    return value
+
+
 def _interpolate_short_gaps(x: np.ndarray, fs: float, lead: str, source: object, notes: list[str]) -> np.ndarray:
     """Linearly bridge NaN runs shorter than `MAX_NAN_GAP_S`; refuse longer ones."""
     bad = np.isnan(x)
@@ -156,12 +167,12 @@ class Ecg:
         sig = np.asarray(self.signal)
         if sig.ndim != 2 or sig.shape[0] != len(LEADS):
             raise EcgLeadError(src, f"signal must have shape (12, n) in {', '.join(LEADS)} order, got {sig.shape}")
-        if not np.isfinite(self.fs) or self.fs <= 0:
-            raise EcgSignalError(src, f"sampling rate must be a positive number of Hz, got {self.fs!r}")
+        self.fs = _check_fs(self.fs, src)
         if sig.shape[1] < 2:
             raise EcgSignalError(src, f"signal has {sig.shape[1]} samples")
+        if not (np.issubdtype(sig.dtype, np.number) or sig.dtype == bool) or np.iscomplexobj(sig):
+            raise EcgSignalError(src, f"samples must be real numbers, got dtype {sig.dtype}")
         self.signal = np.ascontiguousarray(sig, dtype=np.float32)
-        self.fs = float(self.fs)
         self.meta = dict(self.meta)
         self.meta.setdefault("notes", [])
         self._validate()
@@ -186,8 +197,10 @@ class Ecg:
             extra_leads: what to do with leads that are not standard: "error" refuses them (Frank leads
                 VX/VY/VZ are always dropped with a note), "drop" drops any unknown lead with a note.
         """
+        if extra_leads not in ("error", "drop"):
+            raise ValueError(f"extra_leads must be 'error' or 'drop', got {extra_leads!r}")
         meta = dict(meta or {})
-        meta.setdefault("notes", [])
+        meta["notes"] = list(meta.get("notes", []))
         src = meta.get("source", meta.get("id", "<array>"))
         sig = np.asarray(signal)
         if sig.ndim != 2:
@@ -195,7 +208,7 @@ class Ecg:
         if sig.shape[0] != len(leads):
             raise EcgLeadError(src, f"{len(leads)} lead names for {sig.shape[0]} signal rows")
         present: dict[str, np.ndarray] = {}
-        for row, name in zip(sig, leads):
+        for row, name in zip(sig, leads, strict=True):
             key = re.sub(r"[\s_\-]", "", str(name)).upper()
             if key in SUPPLEMENTARY_LEADS or (extra_leads == "drop" and key not in _ALIASES):
                 meta["notes"].append(f"dropped non-standard lead {name}")
@@ -267,15 +280,22 @@ class Ecg:
         return Ecg(self.signal.copy(), self.fs, copy.deepcopy(self.meta))
 
     def resample(self, fs: float = TARGET_FS_HZ) -> Ecg:
-        """Polyphase resampling (scipy `resample_poly`, anti-aliased) to `fs` Hz; a no-op when already there."""
+        """Polyphase resampling (scipy `resample_poly`, anti-aliased) to `fs` Hz; a no-op when already there.
+
+        The anti-aliasing filter is run over a linear extrapolation of each lead (``padtype="line"``), not
+        over zeros, so a lead with a baseline offset does not get a step transient at either end.
+        """
+        fs = _check_fs(fs, self.source)
         if abs(fs - self.fs) < 1e-9:
             return self.copy()
         from scipy.signal import resample_poly
 
-        ratio = Fraction(float(fs) / self.fs).limit_denominator(1000)
-        out = resample_poly(self.signal.astype(np.float64), ratio.numerator, ratio.denominator, axis=1)
+        ratio = Fraction(fs / self.fs).limit_denominator(1000)
+        out = resample_poly(self.signal.astype(np.float64), ratio.numerator, ratio.denominator, axis=1, padtype="line")
         meta = copy.deepcopy(self.meta)
-        meta["notes"].append(f"resampled {self.fs:g} Hz -> {fs:g} Hz (polyphase {ratio.numerator}/{ratio.denominator})")
+        meta["notes"].append(
+            f"resampled {self.fs:g} Hz -> {fs:g} Hz (polyphase {ratio.numerator}/{ratio.denominator})"
+        )
         return Ecg(out.astype(np.float32), float(fs), meta)
 
     def fit_length(
@@ -295,6 +315,10 @@ class Ecg:
         Raises:
             EcgSignalError: record too short, or too long with ``crop="error"``.
         """
+        if crop not in ("start", "center", "error"):
+            raise ValueError(f"crop must be 'start', 'center' or 'error', got {crop!r}")
+        if not duration_s > 0:
+            raise ValueError(f"duration_s must be positive, got {duration_s!r}")
         n = int(round(duration_s * self.fs))
         meta = copy.deepcopy(self.meta)
         if self.n_samples == n:

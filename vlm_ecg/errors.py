@@ -22,6 +22,11 @@ class EcgError(ValueError):
         self.problem = problem
         super().__init__(f"{self.source}: {problem}")
 
+    def __reduce__(self):
+        # ValueError pickles as cls(*args) with the joined message; rebuild from the two parts instead, so
+        # errors raised in DataLoader / datasets.map worker processes reach the parent intact.
+        return type(self), (self.source, self.problem)
+
 
 class EcgFormatError(EcgError):
     """The file cannot be read as an ECG: missing, unreadable, truncated, unknown format, bad header."""
