@@ -66,6 +66,73 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- render
+def _image_size(text: str) -> int | tuple[int, int]:
+    """"1024" -> a square side; "768x1024" -> (height, width)."""
+    try:
+        parts = [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be N or HxW in pixels, got {text!r}") from None
+    if len(parts) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"size must be N or HxW in pixels, got {text!r}")
+    return parts[0] if len(parts) == 1 else (parts[0], parts[1])
+
+
+def _add_render(sub: argparse._SubParsersAction) -> None:
+    from .render_layout import GRID_COLOURS, LAYOUTS, PAGE_SIZES_MM
+
+    p = sub.add_parser("render", help="draw ECG files as 12-lead paper images (parallel, errors listed at the end)")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="IN", help="ECG files or folders (WFDB, .csv, .npz)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--layout", default="3x4+II", choices=list(LAYOUTS))
+    p.add_argument("--size", type=_image_size, default=None, help="model-input size N or HxW (page letterboxed)")
+    p.add_argument("--page", default="letter", choices=list(PAGE_SIZES_MM), help="paper size (landscape)")
+    p.add_argument("--dpi", type=float, default=200.0, help="page resolution when --size is not given")
+    p.add_argument("--speed", type=float, default=25.0, help="paper speed in mm/s")
+    p.add_argument("--gain", type=float, default=10.0, help="gain in mm/mV")
+    p.add_argument("--grid", default="red", choices=list(GRID_COLOURS))
+    p.add_argument("--format", dest="image_format", default="png", choices=["png", "jpg", "npy"])
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    p.add_argument("--standardize", action="store_true", help="resample to 500 Hz and fit to 10 s first")
+    p.add_argument("--json", action="store_true", help="also write NAME.json with panel boxes and scales")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=_cmd_render)
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from .render_batch import render_files
+    from .render_layout import RenderConfig
+
+    try:
+        config = RenderConfig(
+            layout=args.layout,
+            image_size_px=args.size,
+            page=args.page,
+            dpi=args.dpi,
+            paper_speed_mm_s=args.speed,
+            gain_mm_per_mv=args.gain,
+            grid=args.grid,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    result = render_files(
+        args.inputs,
+        args.out,
+        config,
+        image_format=args.image_format,
+        workers=args.workers,
+        standardize=args.standardize,
+        write_layout_json=args.json,
+        progress=not args.no_progress,
+    )
+    total = len(result.rendered) + len(result.failed)
+    print(f"rendered {len(result.rendered)} of {total} files into {args.out}")
+    for _, error in result.failed:
+        print(f"failed: {error}", file=sys.stderr)
+    return 1 if result.failed or not total else 0
+
+
 # ---------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlm-ecg", description=__doc__.splitlines()[0])
@@ -73,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_info(sub)
     _add_synth(sub)
+    _add_render(sub)
     return parser
 
 

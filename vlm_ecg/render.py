@@ -127,7 +127,7 @@ def render_ecg_with_layout(
             layout.px_per_mv,
         )
         parts.append(column_runs(xs, ys, (p.box_px[1], p.box_px[3]), width))
-    cols, top, bottom = (np.concatenate(a) for a in zip(*parts))
+    cols, top, bottom = (np.concatenate(a) for a in zip(*parts, strict=True))
     img.reshape(-1, 3)[runs_to_index(cols, top, bottom, layout.width_px, layout.height_px)] = config.trace_rgb
     if aug is not None:
         img, angle = augment_image(img, aug, rng, config.letterbox_rgb)

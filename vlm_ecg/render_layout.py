@@ -37,7 +37,7 @@ LAYOUTS: dict[str, tuple[tuple[tuple[str, ...], ...], tuple[str, ...]]] = {
     "3x4+II": (_STD_3X4, ("II",)),
     "3x4+3": (_STD_3X4, ("II", "V1", "V5")),
     "3x4": (_STD_3X4, ()),
-    "6x2": (tuple(zip(LEADS[:6], LEADS[6:])), ()),
+    "6x2": (tuple(zip(LEADS[:6], LEADS[6:], strict=True)), ()),
     "12x1": (tuple((name,) for name in LEADS), ()),
 }
 

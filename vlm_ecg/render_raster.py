@@ -159,7 +159,7 @@ def _line_coverage(n_px: int, centres: np.ndarray, width: float) -> np.ndarray:
     if width <= 0 or centres.size == 0:
         return cov
     a, b = centres - width / 2.0, centres + width / 2.0
-    for lo, hi in zip(a, b):
+    for lo, hi in zip(a, b, strict=True):
         i0, i1 = max(0, math.floor(lo)), min(n_px, math.ceil(hi))
         if i1 <= i0:
             continue
