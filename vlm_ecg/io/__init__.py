@@ -19,12 +19,13 @@ Nothing here imports torch or transformers.
 
 from .dispatch import detect_format, read_ecg, read_raw, write_ecg
 from .raw import RawEcg, unit_to_mv
-from .report import EcgReport, inspect_ecg
+from .report import EcgReport, format_report, inspect_ecg
 
 __all__ = [
     "EcgReport",
     "RawEcg",
     "detect_format",
+    "format_report",
     "inspect_ecg",
     "read_ecg",
     "read_raw",

@@ -185,3 +185,8 @@ def _check_length(raw: RawEcg, report: EcgReport) -> None:
         report.problems.append(f"{duration_s:.2f} s long, shorter than the {TARGET_DURATION_S:g} s the model reads")
     elif duration_s > TARGET_DURATION_S + 1e-9:
         report.warnings.append(f"{duration_s:.2f} s long: standardize() keeps the first {TARGET_DURATION_S:g} s")
+
+
+def format_report(report: EcgReport) -> str:
+    """`EcgReport.format_report` as a function (what `vlm-ecg info` prints)."""
+    return report.format_report()
