@@ -88,13 +88,22 @@ def write_npz(ecg: Ecg, path: Path) -> Path:
 
 def _load(path: Path) -> dict[str, np.ndarray]:
     try:
-        loaded = np.load(path, allow_pickle=False)
+        with open(path, "rb") as fh:
+            magic = fh.read(6)
     except FileNotFoundError:
         raise EcgFormatError(path, "file not found") from None
+    except OSError as exc:
+        raise EcgFormatError(path, f"cannot be read ({exc.strerror or exc})") from None
+    if magic == b"\x93NUMPY":
+        raise EcgFormatError(path, "holds a single .npy array, not an NPZ archive with 'signal', 'fs' and 'leads'")
+    if magic[:4] not in (b"PK\x03\x04", b"PK\x05\x06"):
+        raise EcgFormatError(path, "not an NPZ archive (no zip signature): a binary file of another kind?")
+    try:
+        loaded = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise EcgFormatError(path, f"not a readable NPZ archive ({type(exc).__name__}: {exc})") from None
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise EcgFormatError(path, "holds a single array, not an NPZ archive with 'signal', 'fs' and 'leads'")
+    if not isinstance(loaded, np.lib.npyio.NpzFile):  # a zip signature but not numpy's: np.load gives up earlier
+        raise EcgFormatError(path, "not an NPZ archive with 'signal', 'fs' and 'leads'")
     with loaded:
         out = {}
         for key in loaded.files:

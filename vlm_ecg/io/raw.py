@@ -34,6 +34,12 @@ _UNIT_TO_MV: dict[str, float] = {
 }
 
 
+_FS_PLACES = {
+    "csv": "no time column and no '# fs: ...' comment line",
+    "npz": "no 'fs' array",
+}
+
+
 def unit_to_mv(unit: str | None, source: object, lead: str = "", default: str = "mV") -> float:
     """The factor that converts samples in `unit` to millivolts.
 
@@ -83,9 +89,8 @@ class RawEcg:
             EcgLeadError, EcgSignalError: as `Ecg.from_leads`.
         """
         if self.fs is None:
-            raise EcgSignalError(
-                self.source, "no sampling rate: the file has no time column or fs entry, and no fs= was given"
-            )
+            where = _FS_PLACES.get(self.meta.get("format", ""), "the file states none")
+            raise EcgSignalError(self.source, f"no sampling rate: {where}, and no fs= was given")
         return Ecg.from_leads(self.signal, self.leads, self.fs, dict(self.meta), extra_leads=extra_leads)
 
 
