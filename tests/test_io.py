@@ -86,6 +86,8 @@ def test_every_shared_record_matches_wfdb(shared_data: Path, monkeypatch: pytest
         n_read += 1
         assert ecg.fs == direct.fs and ecg.n_samples == direct.sig_len, name
         assert ecg.meta["source"] == name and ecg.meta["format"] == "wfdb"
+        normalised = any("normalised per lead" in note for note in ecg.meta["notes"])
+        assert normalised == name.startswith("ludb/"), name  # LUDB 1.0.1 scales every lead to 1 mV p-p
         for col, lead in enumerate(direct.sig_name):
             if lead.lower() in ("vx", "vy", "vz"):
                 continue  # Frank leads of the PTB database are dropped

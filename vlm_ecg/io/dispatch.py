@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from ..ecg import Ecg
 from ..errors import EcgFormatError
 from .csv_format import read_csv, write_csv
@@ -68,10 +70,26 @@ def read_raw(path: str | os.PathLike, *, fs: float | None = None, units: str | N
     fmt, file = detect_format(path)
     source = str(path)
     if fmt == "wfdb":
-        return read_wfdb(file, source, fs=fs)
-    if fmt == "csv":
-        return read_csv(file, source, fs=fs, units=units)
-    return read_npz(file, source, fs=fs, units=units)
+        raw = read_wfdb(file, source, fs=fs)
+    elif fmt == "csv":
+        raw = read_csv(file, source, fs=fs, units=units)
+    else:
+        raw = read_npz(file, source, fs=fs, units=units)
+    _note_normalised_amplitudes(raw)
+    return raw
+
+
+def _note_normalised_amplitudes(raw: RawEcg) -> None:
+    """Note when every lead spans the same peak-to-peak: per-lead normalised, not calibrated (e.g. LUDB 1.0.1)."""
+    if len(raw.leads) < 3:
+        return
+    with np.errstate(invalid="ignore"):
+        ptp = np.nanmax(raw.signal, axis=1) - np.nanmin(raw.signal, axis=1)
+    if np.isfinite(ptp).all() and ptp.min() > 0 and ptp.max() - ptp.min() < 1e-3 * ptp.max():
+        raw.meta["notes"].append(
+            f"every lead spans exactly {ptp.max():.3g} mV peak-to-peak: amplitudes look normalised per lead, "
+            "not calibrated (do not compare amplitudes across leads or with mV thresholds)"
+        )
 
 
 def read_ecg(
