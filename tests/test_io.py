@@ -18,7 +18,7 @@ import wfdb
 
 from vlm_ecg.ecg import LEADS, Ecg, normalize_lead_name
 from vlm_ecg.errors import EcgError, EcgFormatError, EcgLeadError, EcgSignalError
-from vlm_ecg.io import detect_format, inspect_ecg, read_ecg, read_raw, write_ecg
+from vlm_ecg.io import detect_format, inspect_ecg, read_ecg, read_raw, unit_to_mv, write_ecg
 
 # Chapman-Shaoxing records whose V2, V4 and V6 are recorded as constant zero: read_ecg refuses them as flat.
 FLAT_IN_SHARED_DATA = {"cinc2021/JS20004": "V2, V4, V6", "cinc2021/JS20008": "V2, V4, V6"}
@@ -566,3 +566,28 @@ def test_detect_format(tmp_path: Path) -> None:
     assert detect_format(hea.with_suffix(".dat")) == ("wfdb", hea)
     assert detect_format(tmp_path / "x.CSV")[0] == "csv" and detect_format(tmp_path / "x.npz")[0] == "npz"
     assert os.fspath(detect_format(str(hea))[1]) == str(hea)
+
+
+@pytest.mark.parametrize(
+    ("unit", "factor"),
+    [("mV", 1.0), ("mv", 1.0), ("MV", 1.0), ("uV", 1e-3), ("\u00b5V", 1e-3), ("\u03bcV", 1e-3), ("microvolts", 1e-3),
+     ("V", 1e3), ("volts", 1e3), ("", 1.0), (None, 1.0)],
+)  # fmt: skip
+def test_unit_to_mv(unit: str | None, factor: float) -> None:
+    assert unit_to_mv(unit, "x.hea") == factor
+
+
+@pytest.mark.parametrize(("gap", "ok"), [(10, True), (40, False)])
+def test_wfdb_invalid_samples_become_nan_gaps(tmp_path: Path, gap: int, ok: bool) -> None:
+    ref = _ecg()
+    digital = np.round(ref.signal.T.astype(float) * 1000).astype(np.int16)
+    digital[1000 : 1000 + gap, 7] = -32768  # WFDB format 16's "no sample" value, in V2
+    wfdb.wrsamp("gap", fs=500, units=["mV"] * 12, sig_name=list(LEADS), d_signal=digital, fmt=["16"] * 12,
+                adc_gain=[1000.0] * 12, baseline=[0] * 12, write_dir=str(tmp_path))  # fmt: skip
+    if ok:
+        ecg = read_ecg(tmp_path / "gap.hea")
+        assert "interpolated 10 NaN samples in lead V2 (1 gaps)" in ecg.meta["notes"]
+        assert not np.isnan(ecg.signal).any()
+    else:
+        with pytest.raises(EcgSignalError, match=r"gap\.hea: 40 NaN samples in lead V2, the longest gap 80 ms"):
+            read_ecg(tmp_path / "gap.hea")
