@@ -432,7 +432,7 @@ def test_units_are_converted(tmp_path: Path) -> None:
     ref = _ecg()
     ecg = read_ecg(_wfdb_unit("uV")(tmp_path))
     np.testing.assert_allclose(ecg.signal, ref.signal, atol=1e-3)  # 1 uV quantisation of wfdb's auto gain
-    assert any("from uV to mV" in n for n in ecg.meta["notes"])
+    assert any(n.startswith("converted I (uV), II (uV), III (uV)") and n.endswith("to mV") for n in ecg.meta["notes"])
     uv = ref.signal * 1000
     rows = [[f"{k / 500:.6f}"] + [f"{v:.3f}" for v in uv[:, k]] for k in range(ref.n_samples)]
     names = [f"{n} (\u00b5V)" for n in LEADS]  # micro sign in the header
@@ -456,10 +456,13 @@ def test_csv_variants_semicolon_tsv_index_column_and_fs_argument(tmp_path: Path)
     ecg = read_ecg(tmp_path / "a.tsv", fs=250)
     np.testing.assert_allclose(ecg.signal, ref.signal, atol=1e-6)
     assert "ignored index column ''" in ecg.meta["notes"]
-    with open(tmp_path / "b.csv", "w") as fh:
+    with open(tmp_path / "b.csv", "w") as fh:  # a European export: semicolons and decimal commas
+        fh.write("# sampling rate: 250 Hz\n")
         fh.write(";".join(["sample", *LEADS]) + "\n")
-        fh.writelines(";".join(r) + "\n" for r in rows)
-    assert read_ecg(tmp_path / "b.csv", fs=250).n_samples == ref.n_samples
+        fh.writelines(";".join(c.replace(".", ",") for c in r) + "\n" for r in rows)
+    ecg = read_ecg(tmp_path / "b.csv")
+    assert ecg.fs == 250 and ecg.meta["comments"] == ["sampling rate: 250 Hz"]
+    np.testing.assert_allclose(ecg.signal, ref.signal, atol=1e-6)
     gapped = _write_csv(
         tmp_path / "gap.csv",
         ["time", *LEADS],

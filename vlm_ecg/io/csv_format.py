@@ -2,20 +2,20 @@
 
 Layout understood by `read_csv`:
 
-* Optional leading comment lines ``# key: value`` (or ``# key=value``). Keys ``fs`` / ``sampling_rate_hz``
-  give the sampling rate in Hz, ``units`` the unit of every lead, ``id`` the record id; all comment lines
-  are kept in ``meta["comments"]``.
+* Optional leading comment lines ``# key: value`` (or ``# key=value``). Keys ``fs``, ``sampling rate`` or
+  ``sampling_rate_hz`` give the sampling rate in Hz (``500`` or ``500 Hz``), ``units`` the unit of every
+  lead, ``id`` the record id; all comment lines are kept in ``meta["comments"]``.
 * A header row of column names, comma-, semicolon- or tab-separated. A name may carry its unit in brackets:
   ``V1 (uV)``, ``II [mV]``. Lead names are mapped by `Ecg.from_leads` (``avr``, ``Lead II``, ``DI`` ...).
 * At most one time column, which then sets the sampling rate: ``time``, ``t``, ``time_s``, ``seconds``
   (seconds) or ``time_ms``, ``ms`` (milliseconds), or ``time (ms)``. Index columns (``sample``, ``index``,
   an unnamed first column as pandas writes) are ignored.
-* Numbers with a dot as decimal separator. Empty cells and ``nan`` / ``NA`` / ``null`` are missing samples
-  (NaN, bridged by `Ecg` when shorter than 50 ms).
+* Numbers with a dot as decimal separator (a semicolon-separated file may use decimal commas). Empty cells
+  and ``nan`` / ``NA`` / ``null`` are missing samples (NaN, bridged by `Ecg` when shorter than 50 ms).
 
-Units: millivolts unless a bracket, the ``units`` comment or the ``units=`` argument says otherwise (in this
-order). Sampling rate: the time column, else the ``fs`` comment, else the ``fs=`` argument; where several
-are present they must agree.
+Units: a column's bracket, else the ``units`` comment, else the ``units=`` argument, else millivolts.
+Sampling rate: the time column, else the ``fs`` comment, else the ``fs=`` argument; where several are
+present they must agree.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from .raw import RawEcg, check_fs_argument, unit_to_mv
 _TIME_S = {"time", "t", "time_s", "times", "seconds", "sec", "s", "timestamp"}
 _TIME_MS = {"time_ms", "t_ms", "ms", "milliseconds"}
 _INDEX = {"", "sample", "samples", "sample_index", "index", "idx", "unnamed:0"}
+_FS_KEYS = ("fs", "fs_hz", "sampling_rate_hz", "sampling_rate", "sample_rate")
 _MISSING = {"", "nan", "na", "n/a", "null", "none"}
 _SETTING = re.compile(r"^(?P<key>[\w ]+?)\s*[:=]\s*(?P<value>.*)$")
 _UNIT_IN_NAME = re.compile(r"^(?P<name>.*?)\s*[\(\[]\s*(?P<unit>[^\)\]]+?)\s*[\)\]]$")
@@ -52,37 +53,15 @@ def read_csv(path: Path, source: str, fs: float | None = None, units: str | None
         EcgSignalError: no sampling rate, a non-uniform time column, or rates that disagree.
     """
     lines = _read_lines(path)
-    comments, settings, first = [], {}, 0
-    while first < len(lines) and (not lines[first].strip() or lines[first].lstrip().startswith("#")):
-        text = lines[first].strip().lstrip("#").strip()
-        if text:
-            comments.append(text)
-            setting = _SETTING.match(text)
-            if setting:
-                settings.setdefault(setting["key"].strip().lower().replace(" ", "_"), setting["value"].strip())
-        first += 1
+    comments, settings, first = _preamble(lines)
     if first == len(lines):
         raise EcgFormatError(path, "empty CSV: no header row of lead names")
-    delimiter = "\t" if "\t" in lines[first] else ";" if ";" in lines[first] and "," not in lines[first] else ","
-    reader = csv.reader(lines[first:], delimiter=delimiter)
-    header = [name.strip() for name in next(reader)]
-    rows, line_numbers = [], []
-    for row in reader:
-        if not row or all(not cell.strip() for cell in row):
-            continue
-        if len(row) != len(header):
-            raise EcgFormatError(
-                path, f"line {first + reader.line_num}: {len(row)} fields, but the header has {len(header)}"
-            )
-        rows.append(row)
-        line_numbers.append(first + reader.line_num)
-    if not rows:
-        raise EcgFormatError(path, "no data rows below the header")
+    header, rows, line_numbers = _table(lines, first, path)
     values = _to_float(rows, header, line_numbers, path)  # (n, n_columns)
 
-    default_unit = units or settings.get("units") or "mV"
+    default_unit = settings.get("units") or units or "mV"
     notes: list[str] = []
-    time_s, leads, columns = None, [], []
+    time_s, leads, columns, converted = None, [], [], []
     for c, column in enumerate(header):
         match = _UNIT_IN_NAME.match(column)
         name, unit = (match["name"], match["unit"]) if match else (column, None)
@@ -97,17 +76,20 @@ def read_csv(path: Path, source: str, fs: float | None = None, units: str | None
         else:
             factor = unit_to_mv(unit or default_unit, path, name)
             if factor != 1.0:
-                notes.append(f"converted lead {name} from {unit or default_unit} to mV")
+                converted.append(f"{name.strip()} ({unit or default_unit})")
             leads.append(name.strip())
             columns.append(values[:, c] * factor)
     if not leads:
         raise EcgFormatError(path, f"no lead columns in the header {header}")
+    if converted:
+        notes.append(f"converted {', '.join(converted)} to mV")
 
     file_fs, what = None, ""
     if time_s is not None:
         file_fs, what = _fs_from_time(time_s, line_numbers, path), "the time column"
-    if "fs" in settings or "sampling_rate_hz" in settings:
-        stated = settings.get("fs", settings.get("sampling_rate_hz"))
+    fs_key = next((k for k in _FS_KEYS if k in settings), None)
+    if fs_key is not None:
+        stated = re.sub(r"\s*hz$", "", settings[fs_key], flags=re.IGNORECASE)
         comment_fs = check_fs_argument(stated, None, path, "")
         if file_fs is not None and abs(comment_fs - file_fs) > 0.005 * file_fs:
             raise EcgSignalError(
@@ -148,6 +130,45 @@ def _read_lines(path: Path) -> list[str]:
     except UnicodeDecodeError as exc:
         raise EcgFormatError(path, f"is not UTF-8 text (byte {exc.start}): not a CSV table") from None
     return text.splitlines()
+
+
+def _preamble(lines: list[str]) -> tuple[list[str], dict[str, str], int]:
+    """Leading comment lines, the ``key: value`` settings among them, and the index of the header row."""
+    comments, settings, first = [], {}, 0
+    while first < len(lines) and (not lines[first].strip() or lines[first].lstrip().startswith("#")):
+        text = lines[first].strip().lstrip("#").strip()
+        if text:
+            comments.append(text)
+            setting = _SETTING.match(text)
+            if setting:
+                settings.setdefault(setting["key"].strip().lower().replace(" ", "_"), setting["value"].strip())
+        first += 1
+    return comments, settings, first
+
+
+def _table(lines: list[str], first: int, path: Path) -> tuple[list[str], list[list[str]], list[int]]:
+    """Header, data rows and their 1-based file line numbers; refuses ragged rows and header-only files.
+
+    The delimiter is a tab or a semicolon when the header holds one (a semicolon table may use decimal
+    commas, which are read as dots), else a comma.
+    """
+    head = lines[first]
+    delimiter = "\t" if "\t" in head else ";" if ";" in head and "," not in head else ","
+    reader = csv.reader(lines[first:], delimiter=delimiter)
+    header = [name.strip() for name in next(reader)]
+    rows, line_numbers = [], []
+    for row in reader:
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise EcgFormatError(
+                path, f"line {first + reader.line_num}: {len(row)} fields, but the header has {len(header)}"
+            )
+        rows.append([cell.replace(",", ".") for cell in row] if delimiter == ";" else row)
+        line_numbers.append(first + reader.line_num)
+    if not rows:
+        raise EcgFormatError(path, "no data rows below the header")
+    return header, rows, line_numbers
 
 
 def _to_float(rows: list[list[str]], header: list[str], line_numbers: list[int], path: Path) -> np.ndarray:

@@ -84,12 +84,16 @@ def read_wfdb(header_path: Path, source: str, fs: float | None = None) -> RawEcg
         physical = rec.dac(return_res=64)  # (n, n_sig) float64, invalid samples -> NaN
 
     leads = list(rec.sig_name)
+    units = list(rec.units or [None] * len(leads))  # a missing unit is mV by the WFDB specification
     signal = np.empty((len(leads), physical.shape[0]), dtype=np.float64)
-    for i, (lead, unit) in enumerate(zip(leads, rec.units, strict=True)):
+    converted = []
+    for i, (lead, unit) in enumerate(zip(leads, units, strict=True)):
         scale = unit_to_mv(unit, header_path, lead)
         signal[i] = physical[:, i] * scale
         if scale != 1.0:
-            notes.append(f"converted lead {lead} from {unit} to mV")
+            converted.append(f"{lead} ({unit})")
+    if converted:
+        notes.append(f"converted {', '.join(converted)} to mV")
     if max(rec.samps_per_frame) > 1:
         notes.append("averaged multiple samples per frame (wfdb smooth_frames)")
     meta = {
