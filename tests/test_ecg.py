@@ -224,6 +224,14 @@ def test_resample_has_no_edge_transient_on_a_baseline_offset() -> None:
     np.testing.assert_allclose(out.signal[:, [0, -1]], sig[:, [0, -1]], atol=0.05)
 
 
+def test_resample_notes_an_approximate_ratio() -> None:
+    out = Ecg(_twelve_leads(fs=499.7, duration_s=2.0), 499.7, {"source": "odd"}).resample(500)
+    assert any("approximates the rate change" in n for n in out.meta["notes"])
+    assert abs(out.n_samples - 1000) <= 1
+    exact = Ecg(_twelve_leads(fs=360.0, duration_s=2.0), 360, {"source": "mit"}).resample(500)
+    assert exact.n_samples == 1000 and not any("approximates" in n for n in exact.meta["notes"])
+
+
 def test_resample_rejects_bad_target() -> None:
     with pytest.raises(EcgSignalError, match="sampling rate"):
         Ecg(_twelve_leads(), 500, {"source": "x"}).resample(0)

@@ -170,7 +170,7 @@ class Ecg:
         self.fs = _check_fs(self.fs, src)
         if sig.shape[1] < 2:
             raise EcgSignalError(src, f"signal has {sig.shape[1]} samples")
-        if not (np.issubdtype(sig.dtype, np.number) or sig.dtype == bool) or np.iscomplexobj(sig):
+        if not np.issubdtype(sig.dtype, np.number) or np.iscomplexobj(sig):
             raise EcgSignalError(src, f"samples must be real numbers, got dtype {sig.dtype}")
         self.signal = np.ascontiguousarray(sig, dtype=np.float32)
         self.meta = dict(self.meta)
@@ -296,6 +296,9 @@ class Ecg:
         meta["notes"].append(
             f"resampled {self.fs:g} Hz -> {fs:g} Hz (polyphase {ratio.numerator}/{ratio.denominator})"
         )
+        error = abs(self.fs * ratio.numerator / ratio.denominator - fs) / fs
+        if error > 1e-9:  # rates without a ratio of small integers, e.g. 499.7 Hz
+            meta["notes"].append(f"the polyphase ratio approximates the rate change to {error:.1e} (relative)")
         return Ecg(out.astype(np.float32), float(fs), meta)
 
     def fit_length(
