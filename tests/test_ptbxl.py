@@ -166,3 +166,24 @@ def test_confounders_age_over_89_and_prior_mi() -> None:
 def test_mapping_config_is_validated(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         PtbxlMapping(**kwargs)
+
+
+def test_read_ptbxl_at_500_hz(shared_data: Path, tmp_path: Path) -> None:
+    """PTB-XL's 500 Hz layout, built from the Challenge copies of ecg_id 6000-6009 (HR06000-HR06009)."""
+    root = tmp_path / "ptbxl"
+    folder = root / "records500" / "06000"
+    folder.mkdir(parents=True)
+    shutil.copy(shared_data / "cinc2021" / "ptbxl_database_rows_HR06000-HR06009.csv", root / "ptbxl_database.csv")
+    shutil.copy(shared_data / "ptbxl" / "scp_statements.csv", root / "scp_statements.csv")
+    for ecg_id in range(6000, 6010):
+        shutil.copy(shared_data / "cinc2021" / f"HR0{ecg_id}.hea", folder / f"0{ecg_id}_hr.hea")
+        shutil.copy(shared_data / "cinc2021" / f"HR0{ecg_id}.mat", folder / f"HR0{ecg_id}.mat")  # named by the header
+    records = read_ptbxl(root, sampling_rate_hz=500, folds=[10])
+    assert [r.ecg.meta["ecg_id"] for r in records] == [6000, 6004]
+    records = read_ptbxl(root, sampling_rate_hz=500)
+    assert len(records) == 10 and all(r.ecg.fs == 500 and r.ecg.n_samples == 5000 for r in records)
+    assert {r.ecg.meta["ecg_id"]: r.labels.subtype for r in records}[6001] == "NST_"
+    for rec in records:
+        assert (rec.confounders.age_years, rec.confounders.sex) == (rec.ecg.meta["age_years"], rec.ecg.meta["sex"])
+        direct = read_ecg(shared_data / "cinc2021" / f"HR0{rec.ecg.meta['ecg_id']}")
+        np.testing.assert_array_equal(rec.ecg.signal, direct.signal)
