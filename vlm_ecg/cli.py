@@ -68,7 +68,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------- render
 def _image_size(text: str) -> int | tuple[int, int]:
-    """"1024" -> a square side; "768x1024" -> (height, width)."""
+    """ "1024" -> a square side; "768x1024" -> (height, width)."""
     try:
         parts = [int(v) for v in text.lower().split("x")]
     except ValueError:

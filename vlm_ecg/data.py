@@ -86,7 +86,9 @@ def record_to_row(record: Record) -> dict:
 def row_to_record(row: dict) -> Record:
     """Rebuild a `Record` from a data-set row (inverse of `record_to_row`, up to standardisation)."""
     culprit = int(row["culprit"])
-    ecg = Ecg(np.asarray(row["signal"], dtype=np.float32), float(row["fs"]), {"id": row["id"], "source": row["source"]})
+    ecg = Ecg(
+        np.asarray(row["signal"], dtype=np.float32), float(row["fs"]), {"id": row["id"], "source": row["source"]}
+    )
     labels = Labels(
         triage=int(row["triage"]),
         culprit=CULPRITS[culprit] if culprit >= 0 else None,
@@ -156,7 +158,9 @@ def split_dataset(dataset, val_fraction: float = 0.15, test_fraction: float = 0.
     from sklearn.model_selection import train_test_split
 
     if not 0 < val_fraction < 1 or not 0 < test_fraction < 1 or val_fraction + test_fraction >= 1:
-        raise ValueError(f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must be in (0, 1), sum < 1")
+        raise ValueError(
+            f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must be in (0, 1), sum < 1"
+        )
     triage = np.asarray(dataset["triage"])
     key = stratification_key(triage, np.asarray(dataset["culprit"]))
     values, counts = np.unique(key, return_counts=True)
@@ -208,3 +212,65 @@ def load_dataset_dir(path: str | Path):
         if missing:
             raise EcgFormatError(path, f"split {name!r} lacks the column(s) {', '.join(missing)}")
     return splits
+
+
+def write_synthetic_dataset(
+    out: str | Path,
+    *,
+    n: int = 2800,
+    prevalence: float = 0.12,
+    confounding: float = 1.0,
+    noise: float = 1.0,
+    seed: int = 0,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    wfdb_dir: str | Path | None = None,
+    progress: bool = True,
+):
+    """Generate the synthetic cohort, split it (seeded, stratified) and save it to `out`.
+
+    The folder is written to a temporary sibling and renamed into place, so an interrupted run never leaves
+    a half-written data set that a later run would trust.
+
+    Args:
+        out: destination folder of the `datasets.DatasetDict`.
+        n, prevalence, confounding, noise, seed: the cohort (see `vlm_ecg.synth.SynthConfig`).
+        val_fraction, test_fraction: split sizes; the split uses the same `seed`.
+        wfdb_dir: if given, every record is also written there as WFDB (``<id>.hea`` + ``<id>.dat``).
+        progress: show a tqdm progress bar while generating.
+
+    Returns:
+        The saved `datasets.DatasetDict`.
+    """
+    import shutil
+    import tempfile
+
+    from tqdm.auto import tqdm
+
+    from .synth import SynthConfig, iter_cohort
+
+    config = SynthConfig(n=n, prevalence=prevalence, confounding=confounding, noise=noise, seed=seed)
+    records = tqdm(iter_cohort(config), total=n, desc="synth", unit="rec", disable=not progress)
+    if wfdb_dir is not None:
+        records = _also_write_wfdb(records, Path(wfdb_dir))
+    splits = split_dataset(build_dataset(records), val_fraction, test_fraction, seed=seed)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        save_dataset(splits, tmp / "data")
+        if out.exists():
+            shutil.rmtree(out)
+        (tmp / "data").rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return load_dataset_dir(out)
+
+
+def _also_write_wfdb(records: Iterable[Record], folder: Path) -> Iterator[Record]:
+    from .io import write_ecg
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for record in records:
+        write_ecg(record.ecg, folder / f"{record.id}.hea")
+        yield record
