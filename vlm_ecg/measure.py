@@ -36,6 +36,7 @@ from .errors import EcgSignalError
 INDEPENDENT = [LEADS.index(n) for n in ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")]
 _QRS_ON_FRAC = 0.04  # spatial-velocity thresholds, fractions of the QRS maximum (tuned on LUDB)
 _J_FRAC = 0.07
+_QRS_HUMP_FRAC = 0.1  # a velocity hump this high (fraction of the maximum) is part of the QRS
 _P_ON_FRAC = 0.08  # of the P peak's spatial magnitude
 _P_MIN_CONSISTENCY = 0.8  # median beat-to-median-beat correlation of the P window for "P present"
 _P_MIN_MV = 0.015  # prominence of the P peak on the spatial magnitude
@@ -148,13 +149,30 @@ def _run_below(v: np.ndarray, thr: float, start: int, step: int, run: int) -> in
 
 
 def _qrs_bounds(vel: np.ndarray, r0: int, ms: float) -> tuple[int, int]:
-    """QRS onset and J point on the spatial velocity of the median beat."""
+    """QRS onset and J point on the spatial velocity of the median beat.
+
+    The QRS spans the velocity humps above `_QRS_HUMP_FRAC` of the maximum within 150 ms of the
+    detection (so a slow terminal R' still belongs to it). From the first and last hump we walk outward
+    until the velocity stays below a fraction of its maximum for 8 ms; the J point also stops at the first
+    clear velocity minimum below the hump level (the ST segment of a bundle branch block never gets flat).
+    """
     lo, hi = max(r0 - int(60 * ms), 1), min(r0 + int(60 * ms), vel.size - 1)
-    peak_i = lo + int(np.argmax(vel[lo:hi]))
+    vmax = float(vel[lo:hi].max())
+    a, b = max(r0 - int(150 * ms), 1), min(r0 + int(150 * ms), vel.size - 1)
+    top = lo + int(np.argmax(vel[lo:hi]))
+    humps, props = find_peaks(vel[a:b], height=_QRS_HUMP_FRAC * vmax, prominence=0.05 * vmax)
+    humps = a + humps
+    # onset from the first big hump (a P wave must not start the QRS), J from the last hump of any size
+    big = humps[props["peak_heights"] >= 0.3 * vmax]
+    first = int(min(big[0], top)) if big.size else top
+    last = int(max(humps[-1], top)) if humps.size else top
     run = max(2, int(8 * ms))
-    qrs_on = max(_run_below(vel, _QRS_ON_FRAC * vel[peak_i], peak_i, -1, run), r0 - int(150 * ms))
-    j = min(_run_below(vel, _J_FRAC * vel[peak_i], peak_i, 1, run), r0 + int(150 * ms))
-    return qrs_on, j
+    on_thr = _run_below(vel, _QRS_ON_FRAC * vmax, first, -1, run)
+    j_thr = _run_below(vel, _J_FRAC * vmax, last, 1, run)
+    after = vel[last:b]
+    mins, _ = find_peaks(-after, prominence=0.02 * vmax)
+    j_min = last + int(mins[0]) if mins.size and after[mins[0]] < _QRS_HUMP_FRAC * vmax else b
+    return max(on_thr, r0 - int(150 * ms)), min(j_thr, j_min, r0 + int(150 * ms))
 
 
 def _isoelectric_slice(vel: np.ndarray, qrs_on: int, ms: float) -> slice:

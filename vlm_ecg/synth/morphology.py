@@ -34,6 +34,9 @@ TEMPLATE_START_S = -0.45
 TEMPLATE_END_S = 0.85
 RBBB_NORMAL_PART_S = 0.092
 _SQRT_2PI = float(np.sqrt(2.0 * np.pi))
+_R1_FRAC = 0.9  # early left-anterior QRS force (R in V2-V4), fraction of the main vector
+_R1_DIR = (0.8, 0.2, -0.5)
+_RPRIME_DIR = (-0.55, 0.05, -1.0)  # RBBB terminal force: right and anterior
 
 _PRIOR_MI = {  # initial-force direction of the old Q wave, the leads it is sized on, T-change direction
     "inferior": ((0.0, -1.0, 0.1), ("II", "III", "aVF"), (0.0, -1.0, 0.0)),
@@ -112,31 +115,34 @@ def build_template(p: PatientParams, fs: float) -> BeatTemplate:
 
     # QRS: fixed-direction waves first, then the main vector solved for the axis
     if p.subtype == "lbbb":
-        waves.append(("QRS", 0.15 * d, 0.08 * d, 0.08 * d, 0.12 * amp * _unit(0.8, 0.1, 0.5)))
+        waves.append(("QRS", 0.18 * d, 0.07 * d, 0.07 * d, 0.12 * amp * _unit(0.8, 0.1, 0.5)))
         w2 = 0.8 + 0.4 * sp["notch"]
-        main = [(0.38 * d, 0.13 * d, 0.13 * d, 1.0), (0.64 * d, 0.13 * d, 0.12 * d, w2)]
+        main = [(0.42 * d, 0.12 * d, 0.12 * d, 1.0, -1.0), (0.66 * d, 0.12 * d, 0.11 * d, w2, 1.0)]
     else:
         dn = min(d, RBBB_NORMAL_PART_S) if p.subtype == "rbbb" else d
-        waves.append(("QRS", 0.22 * dn, 0.075 * dn, 0.075 * dn, 0.15 * amp * _unit(-0.7, 0.2, -0.7)))
-        waves.append(("QRS", 0.72 * dn, 0.085 * dn, 0.085 * dn, 0.35 * amp * _unit(-0.3, -0.5, 0.8)))
-        main = [(0.47 * dn, 0.1 * dn, 0.1 * dn, 1.0)]
-        if p.subtype == "rbbb":
-            sig = (d - 0.75 * dn) / 3.5
-            waves.append(("QRS", d - 2.5 * sig, sig, sig, sp["rprime_mv"] * _unit(-0.55, 0.05, -1.0)))
+        waves.append(("QRS", 0.20 * dn, 0.07 * dn, 0.07 * dn, 0.15 * amp * _unit(-0.7, 0.2, -0.7)))
+        waves.append(("QRS", 0.36 * dn, 0.08 * dn, 0.08 * dn, _R1_FRAC * amp * _unit(*_R1_DIR)))
+        waves.append(("QRS", 0.75 * dn, 0.085 * dn, 0.085 * dn, 0.35 * amp * _unit(-0.3, -0.5, 0.8)))
+        main = [(0.53 * dn, 0.1 * dn, 0.1 * dn, 1.0, 0.0)]
+        if p.subtype == "rbbb":  # slow right-ventricular activation fills 0.6 dn .. d
+            sig = (d - 0.6 * dn) / 5.0
+            waves.append(("QRS", 0.5 * (d + 0.6 * dn), sig, sig, sp["rprime_mv"] * _unit(*_RPRIME_DIR)))
     if p.prior_mi_territory:
         q_dir, q_leads, _ = _PRIOR_MI[p.prior_mi_territory]
         waves.append(("QRS", 0.2 * d, 0.08 * d, 0.1 * d, scale_to_leads(np.asarray(q_dir), p.prior_mi_q_mv, q_leads)))
     other_area = sum(0.5 * _SQRT_2PI * (sl + sr) * v for g, _, sl, sr, v in waves if g == "QRS")
-    main_area = sum(0.5 * _SQRT_2PI * (sl + sr) * w for _, sl, sr, w in main)
+    main_area = sum(0.5 * _SQRT_2PI * (sl + sr) * w for _, sl, sr, w, _ in main)
     r_vec = _solve_main_vector(p.axis_deg, amp, p.qrs_z_ratio * amp, main_area, other_area)
-    waves += [("QRS", c, sl, sr, w * r_vec) for c, sl, sr, w in main]
+    # LBBB's two humps turn from anterior to posterior (a loop, not a line); the turn cancels in the net area
+    turn = 0.3 * np.linalg.norm(r_vec) * np.array([0.0, 0.0, 1.0])
+    waves += [("QRS", c, sl, sr, w * r_vec + k * turn) for c, sl, sr, w, k in main]
     r_dir = r_vec / np.linalg.norm(r_vec)
 
     # T wave and ST components
     sr_t = float(np.clip(0.1 * qt, 0.03, 0.05))
     t_peak = qt - 2.0 * sr_t
-    theta_t = np.deg2rad(p.axis_deg + p.t_axis_offset_deg)
-    t_vec = p.t_amp_mv * _unit(np.cos(theta_t), np.sin(theta_t), -0.35)
+    theta_t = np.deg2rad(p.t_angle_deg)
+    t_vec = p.t_amp_mv * _unit(np.cos(theta_t), np.sin(theta_t), -0.6)
     st_vec = scale_to_leads(_unit(0.3, 0.2, -1.0), p.benign_st_mv, ("V2", "V3")) if p.benign_st_mv > 0 else np.zeros(3)
     lateral = ("I", "aVL", "V5", "V6")
     if p.subtype == "nonspecific_t":
@@ -148,7 +154,7 @@ def build_template(p: PatientParams, fs: float) -> BeatTemplate:
         st_vec = st_vec + scale_to_leads(-r_dir, sp["strain_st_mv"], lateral)
         t_vec = scale_to_leads(-r_dir, sp["strain_t_mv"], lateral)
     elif p.subtype == "rbbb":
-        t_vec = t_vec - 0.4 * sp["rprime_mv"] * _unit(-0.55, 0.05, -1.0)
+        t_vec = t_vec - 0.4 * sp["rprime_mv"] * _unit(*_RPRIME_DIR)
     elif p.subtype == "lbbb":
         st_vec = st_vec + scale_to_leads(-r_dir, sp["discordant_st_mv"], LEADS)
         t_vec = scale_to_leads(-r_dir, 1.3 * p.t_amp_mv, LEADS)
@@ -162,7 +168,7 @@ def build_template(p: PatientParams, fs: float) -> BeatTemplate:
     for gi, name in enumerate(GROUPS):
         sel = [w for w in waves if w[0] == name]
         if sel:
-            c, sl, sr, vec = (np.array(x) for x in zip(*[w[1:] for w in sel]))
+            c, sl, sr, vec = (np.array(x) for x in zip(*[w[1:] for w in sel], strict=True))
             groups[gi] = render_waves(t, c, sl, sr, vec)
     onset = smooth_step(t, d - 0.004, 0.003)
     plateau = onset * (1.0 - smooth_step(t, t_peak, 0.5 * sr_t))

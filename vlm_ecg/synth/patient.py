@@ -87,7 +87,7 @@ class PatientParams:
     qrs_amp_mv: float = 1.1  # frontal projection of the main QRS vector
     qrs_z_ratio: float = 0.55  # posterior / frontal ratio of the main QRS vector (precordial transition)
     t_amp_mv: float = 0.35
-    t_axis_offset_deg: float = -10.0  # frontal T axis minus QRS axis
+    t_angle_deg: float = 30.0  # frontal angle of the T vector in VCG space (0 = X, left; 90 = Y, feet)
     p_amp_mv: float = 0.15
     benign_st_mv: float = 0.03  # normal anterior J-point elevation (V2-V3), larger in young men
     subtype_params: dict[str, float] = field(default_factory=dict)
@@ -219,15 +219,15 @@ def _subtype_params(rng: np.random.Generator, subtype: str) -> dict[str, float]:
     if subtype == "nonspecific_t":
         return {"t_factor": _u(rng, 0.15, 0.5), "t_rotation_deg": _u(rng, 70, 150), "t_psi_deg": _u(rng, 0, 360)}
     if subtype == "demand_st":
-        return {"st_mv": _u(rng, 0.06, 0.15), "t_factor": _u(rng, 0.5, 0.8)}
+        return {"st_mv": _u(rng, 0.08, 0.2), "t_factor": _u(rng, 0.5, 0.8)}
     if subtype == "lvh_strain":
         return {
-            "voltage_factor": _u(rng, 1.6, 2.1),
+            "voltage_factor": _u(rng, 1.4, 1.8),
             "strain_st_mv": _u(rng, 0.05, 0.15),
             "strain_t_mv": _u(rng, 0.15, 0.35),
         }
     if subtype == "rbbb":
-        return {"rprime_mv": _u(rng, 0.35, 0.8)}
+        return {"rprime_mv": _u(rng, 0.5, 1.0)}
     if subtype == "lbbb":
         return {"discordant_st_mv": _u(rng, 0.08, 0.2), "notch": _u(rng, 0.3, 0.7)}
     if subtype == "afib":
@@ -301,9 +301,9 @@ def sample_patient(
     axis = _clipped_normal(rng, 50.0 - 4.0 * dz - 12.0 * htn, 22.0, -30.0, 90.0)
     amp = float(np.exp(0.15 * rng.standard_normal())) * max(0.6, 1 - 0.06 * dz) * (0.85 if female else 1.0)
     amp *= 1.12 if htn else 1.0
-    z_ratio = _clipped_normal(rng, 0.55, 0.2, 0.15, 1.0)
-    t_amp = _clipped_normal(rng, 0.35 * (0.85 if female else 1.0) * max(0.7, 1 - 0.05 * dz), 0.08, 0.15, 0.6)
-    t_offset = _clipped_normal(rng, -10.0, 15.0, -45.0, 30.0)
+    z_ratio = _clipped_normal(rng, 1.4, 0.3, 0.7, 2.1)
+    t_amp = _clipped_normal(rng, 0.45 * (0.85 if female else 1.0) * max(0.7, 1 - 0.05 * dz), 0.1, 0.2, 0.75)
+    t_angle = _clipped_normal(rng, 30.0 + 0.3 * (axis - 50.0), 12.0, -10.0, 70.0)
     p_amp = _clipped_normal(rng, 0.15, 0.03, 0.07, 0.25)
     benign_st = float(rng.uniform(0.0, 0.08 if male else 0.04)) * max(0.0, 1 - 0.15 * dz)
     resp = _u(rng, 0.15, 0.3)
@@ -313,7 +313,7 @@ def sample_patient(
         hr = _clipped_normal(rng, hr + 18.0, 6.0, 75.0, 120.0)
     elif subtype == "lvh_strain":
         amp *= sp["voltage_factor"]
-        qrs, axis, z_ratio = min(qrs + 8.0, 112.0), max(axis - 10.0, -30.0), min(z_ratio + 0.25, 1.2)
+        qrs, axis, z_ratio = min(qrs + 8.0, 112.0), max(axis - 10.0, -30.0), z_ratio + 0.1
     elif subtype in ("rbbb", "lbbb"):
         qrs = _u(rng, 122.0, 150.0) if subtype == "rbbb" else _u(rng, 130.0, 165.0)
         qtc += 0.5 * (qrs - 95.0)  # the wide QRS lengthens QT
@@ -344,10 +344,10 @@ def sample_patient(
         qrs_ms=qrs,
         qtc_ms=qtc,
         axis_deg=axis,
-        qrs_amp_mv=1.1 * amp,
+        qrs_amp_mv=0.95 * amp,
         qrs_z_ratio=z_ratio,
         t_amp_mv=t_amp,
-        t_axis_offset_deg=t_offset,
+        t_angle_deg=t_angle,
         p_amp_mv=p_amp,
         benign_st_mv=benign_st,
         subtype_params=sp,
