@@ -166,6 +166,7 @@ def test_dril_report_is_json_and_scores_purity(blobs):
     assert sum(rep["cluster_sizes"]) == 1500
     assert list(rep["feature_means"][0]) == names
     assert rep["adjusted_rand_index"] > 0.95 and rep["purity"] > 0.97
+    assert set(rep["subtype_recovery"]) == {"0", "1", "2", "3"} and min(rep["subtype_recovery"].values()) > 0.95
     assert sum(sum(row.values()) for row in rep["subtype_counts"]) == 1500
     assert [b["k"] for b in rep["bic"]] == list(range(1, 16))
     assert rep["stage_sizes"] == [len(s) for s in sched.stages_]
@@ -186,3 +187,25 @@ def test_dril_bad_arguments(blobs):
         DrilSchedule().fit(X, y, feature_names=["a"])
     with pytest.raises(ValueError, match="subtypes"):
         DrilSchedule().fit(X, y).report(subtypes=["a"])
+
+
+def test_dril_recovers_synthetic_majority_subtypes():
+    """DRIL on wave measurements of the synthetic cohort's negatives finds its background subtypes.
+
+    Thresholds from measurements (700 records, DRIL seed 0, cohort seeds 0-5): ARI 0.49-0.75, purity
+    0.945-0.972, worst per-subtype recovery 0.68. BIC picks 11-15 clusters for the 7 subtypes: "normal"
+    (~47 % of negatives) splits by electrical axis, a real source of variation, which costs ARI but not
+    purity. Reference on 2 800 records: k-means with the true k = 7 reaches ARI 0.42 on these features.
+    """
+    from vlm_ecg.measure import feature_names, feature_vector
+    from vlm_ecg.synth import make_cohort
+
+    records = make_cohort(n=700, seed=0)
+    X = np.stack([feature_vector(r.ecg) for r in records])
+    y = np.array([r.labels.triage for r in records])
+    subtypes = [r.labels.subtype for r in records]
+    rep = DrilSchedule(random_state=0).fit(X, y, feature_names=feature_names()).report(subtypes=subtypes)
+    assert rep["adjusted_rand_index"] > 0.40
+    assert rep["purity"] > 0.90
+    assert min(rep["subtype_recovery"].values()) > 0.60, rep["subtype_recovery"]
+    assert len(rep["subtype_recovery"]) == 7  # every background subtype occurs among the negatives

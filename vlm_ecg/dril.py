@@ -414,9 +414,10 @@ class DrilSchedule(BaseEstimator):
         """A JSON-serialisable summary of the clustering and the stages.
 
         Args:
-            subtypes: optional (N,) true subtypes aligned with the X given to `fit`; adds the purity and the
-                adjusted Rand index of the subgroups against them (majority samples only), and the table of
-                subtype counts per subgroup.
+            subtypes: optional (N,) true subtypes aligned with the X given to `fit`; adds, on the majority
+                samples, the purity and adjusted Rand index of the subgroups against them, each subtype's
+                recovery (share of its samples in subgroups where it is the most common subtype) and the
+                table of subtype counts per subgroup.
         """
         check_is_fitted(self, "stages_")
         c = self.clusterer_
@@ -448,6 +449,12 @@ class DrilSchedule(BaseEstimator):
             np.add.at(table, (labels, true_idx), 1)
             out["purity"] = float(table.max(axis=1).sum() / len(labels))
             out["adjusted_rand_index"] = float(adjusted_rand_score(true_idx, labels))
+            # share of each subtype lying in subgroups where it is the most common subtype: 1.0 means the
+            # subtype owns its subgroup(s), even when it is split over several (which lowers the ARI)
+            owner = table.argmax(axis=1)
+            out["subtype_recovery"] = {
+                str(n): float(table[owner == j, j].sum() / table[:, j].sum()) for j, n in enumerate(names)
+            }
             out["subtype_counts"] = [{str(n): int(v) for n, v in zip(names, row, strict=True) if v} for row in table]
         return out
 
