@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
@@ -123,5 +124,9 @@ def save_ecg_vector(ecg: Ecg, path: Path, config: RenderConfig) -> Path:
     layout = compute_layout(config)
     fig = figure_ecg(ecg, config, layout)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format=suffix[1:], dpi=layout.px_per_mm * 25.4, facecolor=fig.get_facecolor())
+    metadata = {"Date": None} if suffix in (".svg", ".pdf") else None  # no timestamp and fixed ids:
+    with rc_context({"svg.hashsalt": "vlm_ecg"}):  # the same input gives the same file
+        fig.savefig(
+            path, format=suffix[1:], dpi=layout.px_per_mm * 25.4, facecolor=fig.get_facecolor(), metadata=metadata
+        )
     return path
