@@ -137,8 +137,8 @@ class PromptPool(nn.Module):
     def __init__(self, hidden_size: int, pool_size: int, top_k: int, length: int):
         super().__init__()
         self.top_k = top_k
-        self.keys = nn.Parameter(torch.empty(pool_size, hidden_size))
-        self.prompts = nn.Parameter(torch.empty(pool_size, length, hidden_size))
+        self.keys = nn.Parameter(torch.randn(pool_size, hidden_size))
+        self.prompts = nn.Parameter(0.02 * torch.randn(pool_size, length, hidden_size))
 
     def forward(self, query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, d) query -> (B, top_k * length, d) selected prompts and the key-matching loss (scalar)."""
@@ -157,12 +157,13 @@ class SignalEmbedder(nn.Module):
         self.config = config
         d = config.hidden_size
         self.patch_embeddings = nn.ModuleDict({c: nn.Linear(config.patch_len, d) for c in config.components})
+        # std 0.02 here so the module works standalone; VlmEcgModel re-initialises from config.initializer_range
         self.task_prompts = nn.ParameterDict(
-            {c: nn.Parameter(torch.empty(config.num_prompt_tokens, d)) for c in config.components}
+            {c: nn.Parameter(0.02 * torch.randn(config.num_prompt_tokens, d)) for c in config.components}
         )
-        self.lead_embedding = nn.Parameter(torch.empty(config.num_leads, d))
-        self.patch_position_embedding = nn.Parameter(torch.empty(config.num_patches, d))
-        self.token_position_embedding = nn.Parameter(torch.empty(config.tokens_per_lead, d))
+        self.lead_embedding = nn.Parameter(0.02 * torch.randn(config.num_leads, d))
+        self.patch_position_embedding = nn.Parameter(0.02 * torch.randn(config.num_patches, d))
+        self.token_position_embedding = nn.Parameter(0.02 * torch.randn(config.tokens_per_lead, d))
         self.cnn = MultiScaleConv(d, config.conv_kernel_sizes, config.token_pool, config.dropout)
         self.prompt_pool = (
             PromptPool(d, config.prompt_pool_size, config.prompt_pool_top_k, config.prompt_pool_length)
