@@ -1,20 +1,25 @@
 """One patient's beat: Gaussian P, QRS and T waves plus ST components as VCG vectors (`build_template`).
 
-Times are relative to QRS onset. Normal conduction (D = QRS duration): septal q at 0.22 D pointing right and
-anterior, the main R at 0.47 D, terminal S at 0.72 D pointing right, up and back; the main R vector is solved
-so that the net QRS area in I and aVF has the patient's frontal axis, with a posterior component
-`qrs_z_ratio` times its frontal size (the precordial transition). T: an asymmetric Gaussian whose tangent
-end (peak + 2 sigma) is the QT (Bazett); P: right- then left-atrial Gaussians (biphasic in V1) starting PR
-before the QRS. Subtypes act as follows:
+Times are relative to QRS onset. Normal conduction (D = QRS duration, each wave an asymmetric Gaussian):
+septal q at 0.20 D (right, anterior), early left-anterior force at 0.36 D (R in V2-V4), main R at 0.53 D,
+terminal S at 0.75 D (right, up, back). The main vector is solved so that the net QRS area in I and aVF
+has the patient's frontal axis, with a posterior component `qrs_z_ratio` times its frontal size (deep S in
+V1-V2, transition near V3). Median amplitudes of clean normals measured with `vlm_ecg.measure`: R I 0.5,
+II 0.9, V1 0.15, V2 0.4, V3 0.9, V4-V6 1.0-1.1 mV; S V1 1.4, V2 1.5, V3 0.9 mV; T II 0.3, V2 0.35, V3-V4
+0.6 mV. T: its tangent end (peak + 2 sigma) is the QT (Bazett), direction `t_angle_deg` in the frontal
+plane and anterior. P: right- then left-atrial Gaussians (biphasic in V1) starting PR before the QRS.
 
-* nonspecific_t: T shrunk to `t_factor` and rotated by `t_rotation_deg` (flat or inverted in some leads).
-* demand_st: diffuse ST depression (max `st_mv`, V4-V6, II) with aVR elevation; T shrunk; faster HR.
-* lvh_strain: QRS voltage x `voltage_factor`, more posterior; ST depression and T inversion opposite the
-  QRS (lateral leads), sized `strain_st_mv` / `strain_t_mv`.
-* rbbb: normal first 92 ms then a slow terminal R' (right-anterior: rsR' in V1, wide S in I and V6);
+Subtypes:
+
+* nonspecific_t: T shrunk to `t_factor` and turned by `t_rotation_deg` (110-170 deg: inverted or flat).
+* demand_st: diffuse ST depression (`st_mv` in the deepest lead, V4-V6, II) with aVR elevation, T shrunk,
+  tachycardia.
+* lvh_strain: QRS voltage x `voltage_factor`; ST depression and T inversion opposite the QRS (lateral
+  leads), sized `strain_st_mv` / `strain_t_mv` (discordant ST elevation in V1-V3 follows from the geometry).
+* rbbb: normal first 92 ms, then a slow right-anterior terminal force (rsR' in V1, wide S in I and V6);
   T inverted in V1-V3.
-* lbbb: septal vector reversed (no q in I/V6), broad notched R to the left and back (QS in V1-V3), ST and
-  T discordant to the QRS (`discordant_st_mv`).
+* lbbb: septal vector reversed (no q in I/V6), two broad humps turning from anterior to posterior (QS in
+  V1-V3, broad notched R in I, aVL, V5-V6), ST and T discordant to the QRS (`discordant_st_mv`).
 * afib: no P (fibrillatory waves and irregular RR come from `cohort.synthesize_record`).
 """
 

@@ -187,9 +187,11 @@ def _subtype_base_logweights(mix: tuple[float, ...]) -> np.ndarray:
     target = np.asarray(mix)
     logits = _subtype_logits(_calibration_sample())
     logw = np.log(np.where(target > 0, target, 1.0))
-    for _ in range(200):  # iterative proportional fitting; converges in a few dozen steps
-        p = _subtype_probs(logw, logits, target > 0)
-        logw = logw + np.log(np.where(target > 0, target / np.maximum(p.mean(axis=0), 1e-300), 1.0))
+    for _ in range(200):  # iterative proportional fitting
+        mean = _subtype_probs(logw, logits, target > 0).mean(axis=0)
+        if np.abs(mean - target).max() < 1e-4:
+            break
+        logw = logw + np.log(np.where(target > 0, target / np.maximum(mean, 1e-300), 1.0))
     return logw
 
 
@@ -217,9 +219,9 @@ def _clipped_normal(rng: np.random.Generator, mean: float, sd: float, lo: float,
 def _subtype_params(rng: np.random.Generator, subtype: str) -> dict[str, float]:
     """Morphology knobs of each subtype (see `morphology.build_template` for how they act)."""
     if subtype == "nonspecific_t":
-        return {"t_factor": _u(rng, 0.15, 0.5), "t_rotation_deg": _u(rng, 70, 150), "t_psi_deg": _u(rng, 0, 360)}
+        return {"t_factor": _u(rng, 0.3, 0.7), "t_rotation_deg": _u(rng, 110, 170), "t_psi_deg": _u(rng, 0, 360)}
     if subtype == "demand_st":
-        return {"st_mv": _u(rng, 0.08, 0.2), "t_factor": _u(rng, 0.5, 0.8)}
+        return {"st_mv": _u(rng, 0.1, 0.25), "t_factor": _u(rng, 0.5, 0.8)}
     if subtype == "lvh_strain":
         return {
             "voltage_factor": _u(rng, 1.4, 1.8),
@@ -310,7 +312,7 @@ def sample_patient(
     sp = _subtype_params(rng, subtype)
 
     if subtype == "demand_st":
-        hr = _clipped_normal(rng, hr + 18.0, 6.0, 75.0, 120.0)
+        hr = _clipped_normal(rng, hr + 25.0, 6.0, 85.0, 130.0)
     elif subtype == "lvh_strain":
         amp *= sp["voltage_factor"]
         qrs, axis, z_ratio = min(qrs + 8.0, 112.0), max(axis - 10.0, -30.0), z_ratio + 0.1

@@ -62,7 +62,7 @@ PATTERNS: dict[str, OcclusionPattern] = {
     "anterior_st": OcclusionPattern("LAD", _ANTERIOR, 1.0, _ANTERIOR, 1.0),
     "hyperacute_t": OcclusionPattern("LAD", _ANTERIOR, 0.5, _ANTERIOR, 3.0),
     "de_winter": OcclusionPattern("LAD", _ANTERIOR, 0.0, _ANTERIOR, 4.0, j_direction=(-0.5, -0.3, 1.0)),
-    "wellens": OcclusionPattern("LAD", _ANTERIOR, 0.3, _ANTERIOR, -2.5),
+    "wellens": OcclusionPattern("LAD", _ANTERIOR, 0.3, _ANTERIOR, -6.0),
     "posterior": OcclusionPattern("LCx", (0.45, 0.15, 1.0), 1.0, (0.45, 0.15, 1.0), 0.8),
     "lateral": OcclusionPattern("LCx", (1.0, -0.5, 0.8), 1.0, (1.0, -0.5, 0.8), 1.0),
     "inferior": OcclusionPattern("RCA", (-0.1, 1.0, -0.05), 1.0, (-0.1, 1.0, -0.05), 0.8),
