@@ -8,9 +8,9 @@ Run it like this (two CPU cores, random-init weights, which is all timing needs)
 The baseline feeds the global stage *all* local patches: SAM neck features (B, C, S/16, S/16) -> a 1x1 linear to
 the global width -> the same CLIP stage over (S/16)^2 tokens, i.e. the encoder without DeepSeek-OCR's two stride-2
 convolutions. FLOPs are counted by `torch.utils.flop_counter` on the meta device (shapes only, so the 400 M
-parameter deepencoder costs nothing to count); times are medians of `--reps` forwards after one warm-up (deepencoder: one cold forward), batch 1,
-under `torch.no_grad()`. Targets: 16x fewer global tokens; global stage >= 10x faster at 1024 px; whole
-deepencoder-shaped encoder >= 3x fewer FLOPs.
+parameter deepencoder costs nothing to count); times are medians of `--reps` forwards after one warm-up
+(deepencoder: one cold forward), batch 1, under `torch.no_grad()`. Targets: 16x fewer global tokens; global stage
+>= 10x faster at 1024 px; whole deepencoder-shaped encoder >= 3x fewer FLOPs.
 """
 
 from __future__ import annotations
