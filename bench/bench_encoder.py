@@ -68,17 +68,22 @@ def count_flops(fn: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
-def median_seconds(fn: Callable[[], object], reps: int) -> float:
-    """Median wall time of `reps` calls, after one warm-up call when reps > 1."""
+def median_seconds(fns: dict[str, Callable[[], object]], reps: int) -> dict[str, float]:
+    """Median wall time of each function over `reps` interleaved rounds (after a warm-up round when reps > 1).
+
+    Interleaving spreads any load from other processes over all variants instead of biasing one.
+    """
+    times: dict[str, list[float]] = {name: [] for name in fns}
     with torch.no_grad():
         if reps > 1:
-            fn()
-        times = []
+            for fn in fns.values():
+                fn()
         for _ in range(reps):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+            for name, fn in fns.items():
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def bench_cell(preset: str, image_px: int, reps: int, timed: bool) -> None:
@@ -92,15 +97,17 @@ def bench_cell(preset: str, image_px: int, reps: int, timed: bool) -> None:
     if timed:
         cpu = Encoders(preset, image_px, "cpu")
         pixels = cpu.pixels()
-        times["global-local"] = (
-            median_seconds(lambda: cpu.global_local(pixels), reps),
-            median_seconds(cpu.global_stage(True), reps),
-        )
-        skip_whole = preset == "deepencoder" and image_px == 1024
-        times["all patches"] = (
-            float("nan") if skip_whole else median_seconds(lambda: cpu.all_patches(pixels), reps),
-            median_seconds(cpu.global_stage(False), reps),
-        )
+        fns = {
+            "gl_enc": lambda: cpu.global_local(pixels),
+            "gl_glob": cpu.global_stage(True),
+            "ap_enc": lambda: cpu.all_patches(pixels),
+            "ap_glob": cpu.global_stage(False),
+        }
+        if preset == "deepencoder" and image_px == 1024:
+            del fns["ap_enc"]  # minutes per forward on CPU
+        seconds = median_seconds(fns, reps)
+        times["global-local"] = (seconds["gl_enc"], seconds["gl_glob"])
+        times["all patches"] = (seconds.get("ap_enc", float("nan")), seconds["ap_glob"])
     for variant, (enc_flops, glob_flops) in flops.items():
         enc_s, glob_s = times.get(variant, (float("nan"), float("nan")))
         print(
