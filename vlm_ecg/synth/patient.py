@@ -12,10 +12,13 @@
   stenosis inside `st_mv_range`.
 * Background subtype: `subtype_mix` on average, tilted per patient (age -> AF, BBB; hypertension -> LVH).
 * The ECG itself also moves with the confounders (physiology, not scaled by `confounding`): QRS voltage
-  falls 6 % per decade, is 15 % lower in women and 12 % higher with hypertension; PR +4 ms and QTc +3 ms per
-  decade; QTc +12 ms and HR +3 bpm in women; QRS +4 ms in men; axis shifts left 4 deg per decade and 12 deg
-  with hypertension; diabetes raises HR 4 bpm and lowers RR variability; prior MI leaves Q waves and T
-  inversion in an old territory.
+  falls 6 % per decade, is 15 % lower in women and 12 % higher with hypertension; PR +4 ms and QTc +3 ms
+  per decade; QTc +12 ms, HR +3 bpm and T 15 % smaller in women; QRS +4 ms in men; axis shifts left 4 deg
+  per decade and 12 deg with hypertension; diabetes raises HR 4 bpm and lowers RR variability; prior MI
+  leaves Q waves and T inversion in an old territory.
+* Ranges (normal subtype): HR 52-100 bpm, RR SD 8-90 ms, PR 122-198 ms, P 80-115 ms, QRS 80-106 ms, QTc
+  358-442 ms (men) / 368-452 ms (women), axis -30..+90 deg. BBB: QRS 122-150 (RBBB), 130-165 ms (LBBB);
+  demand ST: HR 85-130; AF: ventricular rate 60-130, RR coefficient of variation 0.12-0.28.
 """
 
 from __future__ import annotations
@@ -84,9 +87,9 @@ class PatientParams:
     qrs_ms: float = 92.0
     qtc_ms: float = 405.0  # Bazett: QT = QTc * sqrt(RR in s)
     axis_deg: float = 50.0  # frontal QRS axis (net QRS area in I and aVF)
-    qrs_amp_mv: float = 1.1  # frontal projection of the main QRS vector
-    qrs_z_ratio: float = 0.55  # posterior / frontal ratio of the main QRS vector (precordial transition)
-    t_amp_mv: float = 0.35
+    qrs_amp_mv: float = 0.95  # frontal projection of the main QRS vector
+    qrs_z_ratio: float = 1.4  # posterior / frontal ratio of the main QRS vector (precordial transition)
+    t_amp_mv: float = 0.45  # length of the T vector
     t_angle_deg: float = 30.0  # frontal angle of the T vector in VCG space (0 = X, left; 90 = Y, feet)
     p_amp_mv: float = 0.15
     benign_st_mv: float = 0.03  # normal anterior J-point elevation (V2-V3), larger in young men
@@ -233,7 +236,7 @@ def _subtype_params(rng: np.random.Generator, subtype: str) -> dict[str, float]:
     if subtype == "lbbb":
         return {"discordant_st_mv": _u(rng, 0.08, 0.2), "notch": _u(rng, 0.3, 0.7)}
     if subtype == "afib":
-        return {"fwave_mv": _u(rng, 0.03, 0.1), "fwave_hz": _u(rng, 5.0, 8.0), "rr_cv": _u(rng, 0.12, 0.28)}
+        return {"fwave_mv": _u(rng, 0.04, 0.12), "fwave_hz": _u(rng, 5.0, 8.0), "rr_cv": _u(rng, 0.12, 0.28)}
     return {}
 
 
