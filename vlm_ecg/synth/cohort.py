@@ -18,7 +18,7 @@ from .config import NoiseConfig, SynthConfig
 from .morphology import GROUPS, build_template
 from .noise import electrode_noise, electrodes_to_independent_leads
 from .patient import PatientParams, sample_patient
-from .vcg import DOWER, electrodes_to_leads, scale_to_leads
+from .vcg import DOWER, expand_to_twelve_leads, scale_to_leads
 
 _FWAVE_DIRECTION = np.array([0.1, 0.7, -0.7])  # atrial activity: best seen in II and V1
 
@@ -104,7 +104,7 @@ def synthesize_record(
 
     leads = DOWER @ vcg  # (8, 3) @ (3, n) -> (8, n): I, II, V1-V6
     leads += electrodes_to_independent_leads(electrode_noise(rng_noise, noise, n, fs, params.resp_hz))
-    signal = electrodes_to_leads(leads)
+    signal = expand_to_twelve_leads(leads)
     record_meta = {"id": record_id, "source": "synth", "notes": [], **(meta or {})}
     record_meta.setdefault("synth", {})["params"] = params.to_dict()
     ecg = Ecg(signal, fs, record_meta)

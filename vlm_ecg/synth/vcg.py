@@ -56,7 +56,7 @@ def scale_to_leads(direction: np.ndarray, amplitude_mv: float, leads: tuple[str,
     return d * (amplitude_mv / peak)
 
 
-def electrodes_to_leads(independent: np.ndarray) -> np.ndarray:
+def expand_to_twelve_leads(independent: np.ndarray) -> np.ndarray:
     """(8, n) I, II, V1-V6 -> (12, n) float32 in `LEADS` order, the limb leads derived exactly from I and II."""
     limb = _LIMB_FROM_I_II @ independent[:2]  # (6, 2) @ (2, n) -> (6, n)
     return np.concatenate([limb, independent[2:]], axis=0).astype(np.float32)
