@@ -284,9 +284,10 @@ class StratifiedBalancedBatchSampler(Sampler[list[int]]):
     ``sampler.state_dict(batches_consumed=step_in_epoch)``.
 
     Use as ``DataLoader(dataset, batch_sampler=sampler)``. With accelerate either pass ``num_replicas=1`` and
-    let ``accelerator.prepare`` shard the batches (same round-robin; then call ``set_epoch`` on the prepared
-    loader, which re-applies its own epoch counter), or keep the loader out of ``prepare`` and pass
-    ``num_replicas=accelerator.num_processes, rank=accelerator.process_index``.
+    let ``accelerator.prepare`` shard the batches (the same round-robin), or keep the loader out of
+    ``prepare`` and pass ``num_replicas=accelerator.num_processes, rank=accelerator.process_index``. Call
+    ``set_epoch(epoch)`` on the sampler *and* on a prepared loader: the loader re-applies its own epoch
+    counter at each pass (single process), and its multi-process shard does not forward `set_epoch`.
 
     Args:
         labels: (N,) triage labels of the whole data set (1 positive, 0 negative, anything else unused).

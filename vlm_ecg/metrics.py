@@ -316,7 +316,9 @@ def evaluate_predictions(
 
     Returns:
         {"triage": ..., "triage_adjusted": ..., "culprit": ..., "stenosis": ..., "subgroups": ...,
-        "subgroups_adjusted": ..., "settings": ...}, each present when its inputs were given.
+        "subgroups_adjusted": ..., "settings": ...}, each present when its inputs were given; already passed
+        through `to_jsonable`, so undefined values are None (beside their "reason") and `json.dumps` works
+        with ``allow_nan=False``.
     """
     from .fairness import subgroup_metrics
 
