@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing as mp
 import os
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -144,7 +145,10 @@ def render_files(
         outcomes = map(_render_one, jobs)
         pool = None
     else:
-        pool = ProcessPoolExecutor(max_workers=workers)
+        # forkserver: workers fork from a clean single-threaded server, never from a caller that may hold
+        # threads (torch, tqdm, a data loader) whose locks a plain fork would copy mid-use
+        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method))
         outcomes = pool.map(_render_one, jobs, chunksize=max(1, min(32, len(jobs) // (4 * workers))))
     try:
         for src, written, error in outcomes:
@@ -157,5 +161,5 @@ def render_files(
         bar.close()
         if pool is not None:
             pool.shutdown()
-    logger.info("rendered %d of %d files into %s", len(result.rendered), len(jobs), out)
+    logger.debug("rendered %d of %d files into %s", len(result.rendered), len(jobs), out)
     return result
