@@ -8,7 +8,7 @@
     save_ecg(ecg, "ecg.pdf")                                      # vector copy for people (matplotlib)
 
 The raster path is pure numpy on a cached page template (`vlm_ecg.render_raster` explains the line
-drawer), about 100x faster than matplotlib; `bench/bench_render.py` measures it. Geometry lives in
+drawer), 30-60x faster than matplotlib drawing the same page; `bench/bench_render.py` measures it. Geometry lives in
 `vlm_ecg.render_layout` and is shared with the vector path, so both put every trace at the same place.
 
 Records are drawn as they are, at their own sampling rate and length: the first `row_duration_s` seconds

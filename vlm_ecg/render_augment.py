@@ -73,9 +73,7 @@ def jittered_page(tpl: PageTemplate, aug: AugmentConfig, trace_rgb: tuple[int, i
         return tpl.image.copy()
     f = rng.uniform(1.0 - aug.grid_jitter, 1.0 + aug.grid_jitter, size=3).astype(np.float32)
     lut = np.clip(np.rint(255.0 - (255.0 - np.arange(256, dtype=np.float32))[:, None] * f), 0, 255).astype(np.uint8)
-    img = np.empty_like(tpl.grid)
-    for c in range(3):
-        img[..., c] = lut[tpl.grid[..., c], c]
+    img = np.array(Image.fromarray(tpl.grid).point(lut.T.reshape(-1).tolist()))  # PIL LUT: R, G, B tables
     flat = img.reshape(-1, 3)
     a = tpl.ink_alpha[:, None]
     flat[tpl.ink_index] = np.rint(flat[tpl.ink_index] * (1.0 - a) + np.asarray(trace_rgb, np.float32) * a).astype(
@@ -105,6 +103,7 @@ def augment_image(
             pil = Image.open(buf).convert("RGB")
         img = np.asarray(pil).copy()
     if noise:
-        grey = rng.standard_normal(img.shape[:2], dtype=np.float32) * noise
-        img = np.clip(img + grey[..., None], 0, 255).astype(np.uint8)
+        grey = rng.standard_normal(img.shape[:2], dtype=np.float32)
+        grey *= noise
+        img = np.clip(img.astype(np.int16) + np.rint(grey).astype(np.int16)[..., None], 0, 255).astype(np.uint8)
     return img, angle

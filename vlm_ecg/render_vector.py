@@ -98,6 +98,7 @@ def figure_ecg(ecg: Ecg, config: RenderConfig | None = None, layout: RenderLayou
     for r, segments in rows.items():
         y0, y1 = next(p.box_px[1::2] for p in layout.panels if p.row == r)
         lines = LineCollection(segments, linewidths=lw, colors=[ink], joinstyle="round", capstyle="butt")
+        lines.set_gid(f"traces-row-{r}")  # an id on the SVG group; lets callers find and update the traces
         ax.add_collection(lines)
         lines.set_clip_path(Rectangle((0, y0), w, y1 - y0, transform=ax.transData))  # the row's channel
     font_pt = label_size_px(config, layout) * pt_per_px
