@@ -98,6 +98,12 @@ def test_adapter_round_trip_reproduces_outputs(tmp_path):
     torch.testing.assert_close(trained.triage_logits, again.triage_logits, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(trained.culprit_logits, again.culprit_logits, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(trained.triage_logits, base_only.triage_logits, atol=1e-4)  # training changed something
+    # custom methods reach the wrapped model; the heads run through their modules_to_save copy
+    pixels_signal = {"pixel_values": batch["pixel_values"], "signal": batch["signal"]}
+    with torch.no_grad():
+        adjusted = reloaded.predict_adjusted(**pixels_signal, prior=[0.25, 0.75])
+        per_z = [reloaded(**pixels_signal, strata=torch.full((2,), z)).triage_logits.sigmoid() for z in (0, 1)]
+    torch.testing.assert_close(adjusted.triage_probs, 0.25 * per_z[0] + 0.75 * per_z[1])
 
 
 def test_deepseek_ocr2_targets_skip_its_downsampling_proj():

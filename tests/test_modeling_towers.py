@@ -139,6 +139,13 @@ def test_deepseek_ocr2_path_uses_the_tower_as_is(tmp_path):
         features = model.forward_features(pixel_values=pixels)
     torch.testing.assert_close(model.vision_tower.projector(expected), features.vision_tokens)
     assert features.vision_tokens.shape == (1, 256, model.config.vision_config.projection_dim)
+    model.save_pretrained(tmp_path / "saved")
+    shutil.rmtree(tmp_path / "ocr2")
+    reloaded = VlmEcgModel.from_pretrained(tmp_path / "saved")
+    assert reloaded.config.vision_config.ocr2_config.encoder_config.hidden_size == 64
+    with torch.no_grad():
+        again = reloaded.forward_features(pixel_values=pixels)
+    torch.testing.assert_close(features.vision_tokens, again.vision_tokens, rtol=1e-5, atol=1e-6)
 
 
 def test_deepseek_ocr2_full_checkpoint_gives_its_vision_tower(tmp_path):

@@ -191,7 +191,6 @@ class VlmEcgModel(VlmEcgPreTrainedModel):
         triage_labels: torch.Tensor | None = None,
         culprit_labels: torch.Tensor | None = None,
         stenosis_labels: torch.Tensor | None = None,
-        **kwargs,
     ) -> VlmEcgOutput:
         """Predict, and compute the masked multi-task loss when labels are given.
 
