@@ -9,6 +9,7 @@ import torch
 from peft import PeftModel
 from peft.tuners.lora import LoraLayer
 from peft.utils import ModulesToSaveWrapper
+from safetensors.torch import load_file
 from transformers import DeepseekOcr2VisionConfig, GPT2Config
 
 from vlm_ecg.modeling import LoraSettings, VlmEcgConfig, VlmEcgModel, apply_lora, lora_target_pattern, modules_to_save
@@ -90,6 +91,16 @@ def test_adapter_round_trip_reproduces_outputs(tmp_path):
         trained = peft_model(**batch)
     peft_model.save_pretrained(tmp_path)
     assert {p.name for p in tmp_path.iterdir()} == {"adapter_config.json", "adapter_model.safetensors", "README.md"}
+    saved = load_file(tmp_path / "adapter_model.safetensors")
+    for part in (
+        "vision_tower.compressor.",
+        "vision_tower.projector.",
+        "signal_encoder.",
+        "fusion.",
+        "heads.",
+        "lora_A",
+    ):
+        assert any(part in key for key in saved), f"adapter lacks {part}"
     # the random-init base is rebuilt from the config seed: the adapter folder is all that training produced
     reloaded = PeftModel.from_pretrained(VlmEcgModel(config), tmp_path).eval()
     with torch.no_grad():
