@@ -235,6 +235,7 @@ class VlmEcgModel(VlmEcgPreTrainedModel):
         pixel_values: torch.Tensor | None = None,
         signal: torch.Tensor | None = None,
         prior: torch.Tensor | list[float] | None = None,
+        fused_embeds: torch.Tensor | None = None,
     ) -> VlmEcgAdjustedOutput:
         """Back-door adjustment over the confounder strata: P(y | do(x)) = sum_z P(y | x, z) P(z).
 
@@ -244,6 +245,7 @@ class VlmEcgModel(VlmEcgPreTrainedModel):
         Args:
             pixel_values, signal: as in `forward`.
             prior: (Z,) P(z); defaults to `config.strata_prior` (set from the training data).
+            fused_embeds: (B, F) from an earlier `forward` / `forward_features` of the same inputs; skips the branches.
 
         Raises:
             ValueError: the model has no strata, or no prior is known.
@@ -258,7 +260,7 @@ class VlmEcgModel(VlmEcgPreTrainedModel):
                     "or pass prior="
                 )
             prior = self.config.strata_prior
-        fused = self.forward_features(pixel_values, signal).fused_embeds
+        fused = fused_embeds if fused_embeds is not None else self.forward_features(pixel_values, signal).fused_embeds
         prior = torch.as_tensor(prior, dtype=fused.dtype, device=fused.device)
         if prior.shape != (num_strata,):
             raise ValueError(f"prior must have {num_strata} entries (one per stratum), got shape {tuple(prior.shape)}")
