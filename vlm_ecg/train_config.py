@@ -92,6 +92,7 @@ class TrainConfig:
     dril_epochs_per_stage: int = _f(1, "Epochs per DRIL subgroup stage.")
     # ---- confounders
     sampler: str = _f("stratified", "Batch composition: stratified (labels balanced inside strata) or random.")
+    sampler_negatives_per_positive: int = _f(1, "Stratified sampler: negatives per positive inside each stratum.")
     strata_age_bands_years: list[float] = _f([0.0, 50.0, 65.0, 200.0], "Age band edges of the strata.")
     strata_use_sex: bool = _f(True, "Strata split by sex.")
     strata_history: str = _f("any", "History in the strata: none, any or each.")
@@ -150,6 +151,12 @@ class TrainConfig:
             raise ConfigError("val_fraction / test_fraction: need both in (0, 1) with sum < 1")
         if not 1 <= self.dril_max_clusters <= 50:
             raise ConfigError(f"dril_max_clusters: must lie in [1, 50], got {self.dril_max_clusters}")
+        r = self.sampler_negatives_per_positive
+        if r < 1 or (self.sampler == "stratified" and self.per_device_batch_size % (1 + r)):
+            raise ConfigError(
+                f"sampler_negatives_per_positive: need r >= 1 and per_device_batch_size a multiple of 1 + r "
+                f"(got r={r}, batch {self.per_device_batch_size})"
+            )
         if self.lora_r < 1 or self.lora_alpha < 1:
             raise ConfigError(f"lora_r / lora_alpha: must be >= 1, got {self.lora_r} / {self.lora_alpha}")
 
