@@ -199,7 +199,8 @@ def save_checkpoint(accelerator, ckpt_dir: Path, state: dict, keep: int) -> Path
 
 # ---------------------------------------------------------------------------------------------- the run
 def write_run(out_dir: Path, *, accelerator, model, config, strata_config, prior, render_config, test_pred,
-              test_metrics, val_metrics, state, schedule, subtypes, train_seconds) -> Path:  # fmt: skip
+              test_metrics, val_metrics, state, schedule, subtypes, train_seconds, train_prevalence,
+              batch_prevalence, logit_shift) -> Path:  # fmt: skip
     """Write `final/`, metrics, prior, DRIL report, plots and test predictions (main process only)."""
     import dataclasses
 
@@ -207,7 +208,6 @@ def write_run(out_dir: Path, *, accelerator, model, config, strata_config, prior
     from .evaluation import prediction_table
     from .metric_plots import plot_evaluation
     from .metrics import save_metrics
-    from .train_data import batch_prevalence
 
     unwrapped = accelerator.unwrap_model(model)
     base = unwrapped.get_base_model() if _is_peft(unwrapped) else unwrapped
@@ -216,11 +216,7 @@ def write_run(out_dir: Path, *, accelerator, model, config, strata_config, prior
         "format": "vlm_ecg-run/1",
         "strata": {"config": strata_config.to_dict(), "names": names, "prior": [float(p) for p in prior]},
         "render": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(render_config).items()},
-        "prevalence": {
-            "train": float(np.mean(test_pred["triage_true"][test_pred["triage_true"] >= 0]))
-            if (test_pred["triage_true"] >= 0).any() else None,
-            "batch": batch_prevalence(config, base.config.strata_prior and 0.5 or 0.5),
-        },
+        "prevalence": {"train": train_prevalence, "batch": batch_prevalence, "triage_logit_shift": logit_shift},
         "conditioned_on_strata": bool(config.condition_on_strata),
         "peft": _is_peft(unwrapped),
         "test_headline": {k: v for k, v in test_metrics.get("triage", {}).items() if not isinstance(v, (dict, list))},
@@ -273,3 +269,71 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     write_text_atomic(path, buf.getvalue())
+
+
+# ---------------------------------------------------------------------------------------------- loading back
+def final_dir(path: str | Path) -> Path:
+    """`runs/NAME` or `runs/NAME/final` (or any folder holding a saved adapter / model) -> the artefact folder.
+
+    Raises:
+        FileNotFoundError: nothing loadable there, with what was looked for.
+    """
+    path = Path(path)
+    for candidate in (path / "final", path):
+        if (candidate / "config.json").is_file() and (
+            (candidate / "adapter_model.safetensors").is_file() or (candidate / "model.safetensors").is_file()
+        ):
+            return candidate
+    raise FileNotFoundError(
+        f"{path}: not a vlm_ecg run or model folder (expected final/ with config.json and adapter_model.safetensors "
+        "or model.safetensors; train one with `accelerate launch finetune`)"
+    )
+
+
+def rebuild_base(config, load_kwargs: dict | None = None):
+    """The frozen base model an adapter was trained on, rebuilt from its config.
+
+    Random-init parts are reproduced exactly from ``config.initializer_seed``; pretrained towers are reloaded from
+    the checkpoints the config names (hub ids or paths, with `from_pretrained`).
+    """
+    from .modeling import VlmEcgModel
+    from .modeling.timeseries import load_signal_backbone
+    from .modeling.vision import load_global_tower, load_local_tower, load_ocr2_tower
+
+    load_kwargs = load_kwargs or {}
+    model = VlmEcgModel(config)
+    vision = config.vision_config
+    if model.vision_tower is not None and vision.preset == "deepencoder" and vision.local_tower:
+        model.vision_tower.local_tower.load_state_dict(
+            load_local_tower(vision.local_tower, **load_kwargs).state_dict()
+        )
+        model.vision_tower.global_tower.load_state_dict(
+            load_global_tower(vision.global_tower, **load_kwargs).state_dict()
+        )
+    elif model.vision_tower is not None and vision.preset == "deepseek-ocr-2" and vision.ocr2_tower:
+        model.vision_tower.ocr2_tower.load_state_dict(load_ocr2_tower(vision.ocr2_tower, **load_kwargs).state_dict())
+    signal = config.signal_config
+    if model.signal_encoder is not None and signal.backbone == "gpt2" and signal.backbone_name_or_path:
+        backbone = load_signal_backbone(signal.backbone_name_or_path, **load_kwargs)
+        model.signal_encoder.backbone.load_state_dict(backbone.state_dict())
+    return model
+
+
+def load_final(path: str | Path, load_kwargs: dict | None = None):
+    """Load a trained model from a run folder or a saved artefact folder (local path).
+
+    Returns:
+        (model in eval mode, run facts dict from run.json or {} for a bare model folder).
+    """
+    from .modeling import VlmEcgConfig, VlmEcgModel
+
+    folder = final_dir(path)
+    config = VlmEcgConfig.from_pretrained(str(folder))
+    if (folder / "adapter_model.safetensors").is_file():
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(rebuild_base(config, load_kwargs), str(folder))
+    else:
+        model = VlmEcgModel.from_pretrained(str(folder))
+    facts = json.loads((folder / RUN_FACTS).read_text()) if (folder / RUN_FACTS).is_file() else {}
+    return model.eval(), facts

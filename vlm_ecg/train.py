@@ -27,6 +27,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 
@@ -88,7 +89,14 @@ def train(config: TrainConfig) -> Path:
         split_strata,
         strata_config,
     )
-    from .transforms import DEFAULT_AUGMENT, EcgTorchDataset, collate_batch, model_inputs, render_config_for, render_images
+    from .transforms import (
+        DEFAULT_AUGMENT,
+        EcgTorchDataset,
+        collate_batch,
+        model_inputs,
+        render_config_for,
+        render_images,
+    )
 
     use_cpu = not torch.cuda.is_available()
     if use_cpu and config.mixed_precision == "fp16":
@@ -101,6 +109,8 @@ def train(config: TrainConfig) -> Path:
         project_config=ProjectConfiguration(project_dir=str(out_dir), logging_dir=str(out_dir / "logs")),
     )
     main = accelerator.is_main_process
+    if use_cpu:  # accelerate launch pins OMP_NUM_THREADS=1 on small CPUs; share the cores between processes instead
+        torch.set_num_threads(config.cpu_threads or max(1, (os.cpu_count() or 1) // accelerator.num_processes))
     set_seed(config.seed)
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -240,7 +250,9 @@ def train(config: TrainConfig) -> Path:
                 bar.set_postfix(loss=f"{loss:.3f}")
                 log.write(event="train", stage=stage.name, epoch=epoch, step=state["global_step"], loss=loss,
                           lr=scheduler.get_last_lr()[-1])  # fmt: skip
-                accelerator.log({"train/loss": loss, "train/lr": scheduler.get_last_lr()[-1]}, step=state["global_step"])
+                accelerator.log(
+                    {"train/loss": loss, "train/lr": scheduler.get_last_lr()[-1]}, step=state["global_step"]
+                )
                 if state["global_step"] % config.save_steps == 0 and state["batches_done"] < n_batches:
                     save_checkpoint()
                 if config.max_steps and state["global_step"] >= config.max_steps:
@@ -270,7 +282,8 @@ def train(config: TrainConfig) -> Path:
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
     run_folder.load_adapter_weights(unwrapped, out_dir / "best")
-    run_folder.shift_triage_prevalence(unwrapped, batch_prevalence(config, train_prevalence), train_prevalence)
+    seen_prevalence = batch_prevalence(config, train_prevalence)
+    logit_shift = run_folder.shift_triage_prevalence(unwrapped, seen_prevalence, train_prevalence)
     test_pred = predict_loader(unwrapped, eval_loaders["test"], accelerator, adjusted=True, progress=main)
     val_pred = predict_loader(unwrapped, eval_loaders["val"], accelerator, adjusted=True)
     if main:
@@ -291,6 +304,9 @@ def train(config: TrainConfig) -> Path:
             schedule=schedule,
             subtypes=list(splits["train"]["subtype"]),
             train_seconds=train_seconds,
+            train_prevalence=train_prevalence,
+            batch_prevalence=seen_prevalence,
+            logit_shift=logit_shift,
         )
         accelerator.print(f"run folder: {out_dir}  test " + ", ".join(
             f"{k} {v:.4f}" for k, v in headline(test_metrics).items() if v is not None))  # fmt: skip

@@ -60,6 +60,7 @@ class TrainConfig:
     render_layout: str = _f("3x4+II", "Paper layout of the rendered image.")
     render_cache: bool = _f(False, "Render every image once and cache it in memory instead of in the loader.")
     render_augment: bool = _f(False, "Training-time image augmentation (rotation, noise, blur, grid jitter).")
+    cpu_threads: int = _f(0, "Torch threads per process on CPU (0 = cores / processes; accelerate launch sets 1).")
     num_workers: int = _f(1, "DataLoader worker processes (rendering runs there); 1 suits 2 CPU cores.")
     # ---- model
     preset: str = _f("tiny", "Vision tower preset: tiny, deepencoder or deepseek-ocr-2.")
@@ -131,9 +132,9 @@ class TrainConfig:
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}: must be >= 1, got {getattr(self, key)}")
         non_negative = (
-            "num_workers", "max_train_samples", "max_eval_samples", "early_stopping_patience", "max_steps",
-            "dril_epochs_per_stage", "checkpoints_total_limit", "weight_decay", "max_grad_norm", "lora_dropout",
-            "lora_learning_rate", "bootstrap_samples",
+            "num_workers", "cpu_threads", "max_train_samples", "max_eval_samples", "early_stopping_patience",
+            "max_steps", "dril_epochs_per_stage", "checkpoints_total_limit", "weight_decay", "max_grad_norm",
+            "lora_dropout", "lora_learning_rate", "bootstrap_samples",
         )  # fmt: skip
         for key in non_negative:
             if not getattr(self, key) >= 0:

@@ -65,9 +65,11 @@ def load_splits(config: TrainConfig, progress: bool = True):
             if set(splits) != {"train", "val", "test"}:
                 if len(splits) != 1:
                     raise EcgFormatError(path, f"expected splits train/val/test or a single split, got {list(splits)}")
-                splits = split_dataset(next(iter(splits.values())), config.val_fraction, config.test_fraction, config.seed)
+                splits = split_dataset(
+                    next(iter(splits.values())), config.val_fraction, config.test_fraction, config.seed
+                )
         else:
-            raise EcgFormatError(path, f"data must be 'synthetic', a saved data-set folder or a PTB-XL folder")
+            raise EcgFormatError(path, "data must be 'synthetic', a saved data-set folder or a PTB-XL folder")
     return _limit(splits, config)
 
 

@@ -119,7 +119,14 @@ def collate_batch(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tenso
     return {key: torch.stack([item[key] for item in items]) for key in items[0]}
 
 
-MODEL_INPUTS: tuple[str, ...] = ("pixel_values", "signal", "strata", "triage_labels", "culprit_labels", "stenosis_labels")
+MODEL_INPUTS: tuple[str, ...] = (
+    "pixel_values",
+    "signal",
+    "strata",
+    "triage_labels",
+    "culprit_labels",
+    "stenosis_labels",
+)
 
 
 def model_inputs(batch: dict[str, torch.Tensor], device: torch.device | str, with_labels: bool = True) -> dict:
