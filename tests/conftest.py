@@ -24,3 +24,26 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "manifest.csv").is_file():
         pytest.skip(f"real ECG test data not found at {SHARED_DATA} (only present on the project's machines)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """A small trained run folder (the smoke config, in this process), shared by every test that needs a model.
+
+    Trained once per test session (about half a minute): predict, explain, evaluate and demo tests load it.
+    """
+    from vlm_ecg.train import train
+    from vlm_ecg.train_config import load_train_config
+
+    root = tmp_path_factory.mktemp("smoke_run")
+    config = load_train_config(
+        [
+            "--config",
+            str(REPO_ROOT / "finetune" / "configs" / "smoke.yaml"),
+            "--output_dir",
+            str(root / "run"),
+            "--data_cache_dir",
+            str(root / "cache"),
+        ]
+    )
+    return train(config)
