@@ -198,8 +198,30 @@ def save_checkpoint(accelerator, ckpt_dir: Path, state: dict, keep: int) -> Path
 
 
 # ---------------------------------------------------------------------------------------------- the run
+def decision_threshold(val_pred: dict) -> dict:
+    """The operating point of the triage decision, chosen on validation data: the threshold that maximises
+    Youden's J (sensitivity + specificity - 1) on the adjusted probability (raw when the model has no prior)."""
+    from sklearn.metrics import roc_curve
+
+    y = val_pred["triage_true"]
+    prob = val_pred.get("triage_prob_adjusted", val_pred["triage_prob"])
+    known = y >= 0
+    if len(np.unique(y[known])) < 2:
+        return {"value": 0.5, "method": "default (validation split has one class)"}
+    fpr, tpr, thresholds = roc_curve(y[known], prob[known])
+    best = int(np.argmax(tpr - fpr))
+    value = float(min(thresholds[best], 1.0))
+    return {
+        "value": value,
+        "method": "max Youden J on validation",
+        "on": "adjusted" if "triage_prob_adjusted" in val_pred else "raw",
+        "sensitivity": float(tpr[best]),
+        "specificity": float(1 - fpr[best]),
+    }
+
+
 def write_run(out_dir: Path, *, accelerator, model, config, strata_config, prior, render_config, test_pred,
-              test_metrics, val_metrics, state, schedule, subtypes, train_seconds, train_prevalence,
+              test_metrics, val_pred, val_metrics, state, schedule, subtypes, train_seconds, train_prevalence,
               batch_prevalence, logit_shift) -> Path:  # fmt: skip
     """Write `final/`, metrics, prior, DRIL report, plots and test predictions (main process only)."""
     import dataclasses
@@ -217,6 +239,7 @@ def write_run(out_dir: Path, *, accelerator, model, config, strata_config, prior
         "strata": {"config": strata_config.to_dict(), "names": names, "prior": [float(p) for p in prior]},
         "render": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(render_config).items()},
         "prevalence": {"train": train_prevalence, "batch": batch_prevalence, "triage_logit_shift": logit_shift},
+        "decision_threshold": decision_threshold(val_pred),
         "conditioned_on_strata": bool(config.condition_on_strata),
         "peft": _is_peft(unwrapped),
         "test_headline": {k: v for k, v in test_metrics.get("triage", {}).items() if not isinstance(v, (dict, list))},

@@ -233,8 +233,12 @@ def train(config: TrainConfig) -> Path:
                 i = state["batches_done"]
                 sync = (i + 1) % gas == 0 or i + 1 == n_batches
                 ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
+                inputs = model_inputs(batch, accelerator.device)
+                if config.strata_dropout and "strata" in inputs:  # teaches the "unknown patient" stratum
+                    drop = torch.rand(inputs["strata"].shape) < config.strata_dropout
+                    inputs["strata"] = torch.where(drop.to(inputs["strata"].device), -1, inputs["strata"])
                 with ctx, accelerator.autocast():
-                    out = model(**model_inputs(batch, accelerator.device))
+                    out = model(**inputs)
                     accelerator.backward(out.loss / gas)
                 state["batches_done"] = i + 1
                 bar.update(1)
@@ -299,6 +303,7 @@ def train(config: TrainConfig) -> Path:
             render_config=render_config,
             test_pred=test_pred,
             test_metrics=test_metrics,
+            val_pred=val_pred,
             val_metrics=val_metrics,
             state=state,
             schedule=schedule,

@@ -98,6 +98,9 @@ class TrainConfig:
     strata_use_sex: bool = _f(True, "Strata split by sex.")
     strata_history: str = _f("any", "History in the strata: none, any or each.")
     condition_on_strata: bool = _f(True, "Feed the stratum z to the model (needed for back-door adjustment).")
+    strata_dropout: float = _f(
+        0.1, "Share of training samples shown as 'unknown stratum' (for patients without data)."
+    )
     # ---- evaluation, checkpoints, logging
     eval_metric: str = _f("triage_auroc", f"Validation metric that picks the best checkpoint: {EVAL_METRICS}.")
     early_stopping_patience: int = _f(3, "Stop after this many evaluations without improvement (0 = never).")
@@ -139,7 +142,7 @@ class TrainConfig:
         for key in non_negative:
             if not getattr(self, key) >= 0:
                 raise ConfigError(f"{key}: must be >= 0, got {getattr(self, key)}")
-        for key in ("synth_prevalence", "dril_replay_fraction", "warmup_ratio"):
+        for key in ("synth_prevalence", "dril_replay_fraction", "warmup_ratio", "strata_dropout"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ConfigError(f"{key}: must lie in [0, 1], got {getattr(self, key)}")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
