@@ -133,6 +133,50 @@ def _cmd_render(args: argparse.Namespace) -> int:
     return 1 if result.failed or not total else 0
 
 
+# ---------------------------------------------------------------------------------------------- finetune / evaluate
+def _add_finetune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune a model (same as `accelerate launch finetune`); keys: `vlm-ecg finetune --help`",
+        add_help=False,
+    )
+    p.add_argument("args", nargs=argparse.REMAINDER, help="[--config FILE.yaml] [--key value ...]")
+    p.set_defaults(func=_cmd_finetune)
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from .train import main as train_main
+
+    return train_main(args.args)
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="score a trained run on a data set: metrics with CIs, subgroups, plots")
+    p.add_argument("run", type=Path, help="run folder (runs/NAME) or its final/ folder")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="'synthetic' (with the run's cohort settings), a saved data-set folder or a PTB-XL folder; "
+        "default: the run's own data",
+    )
+    p.add_argument("--split", default="test", help="split to score (train, val or test)")
+    p.add_argument("--out", type=Path, default=None, help="folder for metrics.json and plots (default RUN/eval-SPLIT)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate_run
+
+    metrics, out = evaluate_run(
+        args.run, data=args.data, split=args.split, out_dir=args.out, n_boot=args.bootstrap, batch_size=args.batch_size
+    )
+    print(f"wrote {out}")
+    print(metrics["summary"])
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlm-ecg", description=__doc__.splitlines()[0])
@@ -141,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_info(sub)
     _add_synth(sub)
     _add_render(sub)
+    _add_finetune(sub)
+    _add_evaluate(sub)
     return parser
 
 

@@ -7,6 +7,7 @@ P(y | do(x)) = sum_z P(y | x, z) P(z). Both are reported side by side.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -120,3 +121,124 @@ def prediction_table(pred: dict, ids: list[str]) -> list[dict]:
             row[f"culprit_prob_{name}"] = float(pred["culprit_probs"][k, c])
         rows.append(row)
     return rows
+
+
+def predict_dataset(predictor, split, strata: np.ndarray | None, batch_size: int = 32, progress: bool = True) -> dict:
+    """`Predictor.predict_signals` over a data-set split, with labels, in `predict_loader`'s output format."""
+    from tqdm.auto import tqdm
+
+    signals = split.with_format("numpy", columns=["signal"])
+    n = len(split)
+    strata = np.full(n, -1) if strata is None else np.asarray(strata)
+    parts: dict[str, list] = {}
+    for start in tqdm(range(0, n, batch_size), desc="predict", unit="batch", disable=not progress):
+        stop = min(start + batch_size, n)
+        result = predictor.predict_signals(signals[start:stop]["signal"], strata[start:stop], batch_size=batch_size)
+        for key, value in result.items():
+            parts.setdefault(key, []).append(value)
+    pred = {key: np.concatenate(value) for key, value in parts.items()}
+    pred["index"] = np.arange(n)
+    pred["triage_true"] = np.asarray(split["triage"], dtype=np.int64)
+    pred["culprit_true"] = np.asarray(split["culprit"], dtype=np.int64)
+    pred["stenosis_true"] = np.asarray(split["stenosis"], dtype=np.float32)
+    pred["strata"] = strata
+    pred["loss"] = float("nan")
+    return pred
+
+
+def evaluate_run(
+    run: str | Path,
+    *,
+    data: str | None = None,
+    split: str = "test",
+    out_dir: str | Path | None = None,
+    n_boot: int = 1000,
+    batch_size: int = 32,
+    seed: int = 0,
+) -> tuple[dict, Path]:
+    """Score a trained run on a data set: `vlm-ecg evaluate RUN --data ...`.
+
+    Writes ``metrics.json`` (raw and back-door adjusted triage metrics side by side, culprit, stenosis,
+    per-stratum TPR / FPR and worst-group gaps) and the plots into `out_dir`.
+
+    Args:
+        run: run folder (or its ``final/``).
+        data: ``"synthetic"``, a saved data-set folder or a PTB-XL folder; None = the run's own training data.
+        split: which split to score.
+        out_dir: default ``RUN/eval-SPLIT`` (beside ``final/``).
+
+    Returns:
+        (metrics with an added printable ``summary``, the output folder).
+    """
+    from .causal import StrataConfig, strata_from_columns, strata_names
+    from .metric_plots import plot_evaluation
+    from .metrics import save_metrics
+    from .predict import Predictor
+    from .run_folder import final_dir
+    from .train_config import TrainConfig, load_train_config
+    from .train_data import load_splits
+
+    folder = final_dir(run)
+    run_root = folder.parent if folder.name == "final" else folder
+    predictor = Predictor.from_pretrained(folder)
+    config_file = folder / "train_config.yaml"
+    config = load_train_config(["--config", str(config_file)]) if config_file.is_file() else TrainConfig()
+    if data is not None:
+        config.data = data
+    splits = load_splits(config)
+    if split not in splits:
+        raise ValueError(f"split {split!r} not in the data (has {', '.join(splits)})")
+    part = splits[split]
+    strata = None
+    names = None
+    if predictor.config.num_strata and "strata" in predictor.facts:
+        sc = StrataConfig(**predictor.facts["strata"]["config"])
+        strata, names = strata_from_columns(part, sc), strata_names(sc)
+    pred = predict_dataset(predictor, part, strata, batch_size)
+    metrics = score_predictions(pred, names, n_boot=n_boot, seed=seed)
+    metrics["data"] = {"source": config.data, "split": split, "n": len(part)}
+    out = Path(out_dir) if out_dir is not None else run_root / f"eval-{split}"
+    save_metrics(metrics, out / "metrics.json")
+    plot_evaluation(out / "plots", pred["triage_true"], pred["triage_prob"], metrics, pred.get("triage_prob_adjusted"))
+    metrics["summary"] = format_summary(metrics)
+    return metrics, out
+
+
+def format_summary(metrics: dict) -> str:
+    """A few lines a person reads: triage raw vs adjusted with CIs, culprit, stenosis, worst-group gaps."""
+
+    def ci(entry) -> str:
+        if not isinstance(entry, dict) or entry.get("value") is None:
+            return "n/a"
+        low, high = entry.get("ci_low"), entry.get("ci_high")
+        return f"{entry['value']:.3f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else "")
+
+    lines = []
+    for key, label in (("triage", "raw"), ("triage_adjusted", "adjusted")):
+        t = metrics.get(key)
+        if t:
+            lines.append(
+                f"triage ({label}): AUROC {ci(t.get('auroc'))}  AUPRC {ci(t.get('auprc'))}  "
+                f"sens@90%spec {ci(t.get('sensitivity_at_90_specificity'))}  "
+                f"sens@95%spec {ci(t.get('sensitivity_at_95_specificity'))}  "
+                f"Brier {t.get('brier') or float('nan'):.3f}  ECE {t.get('ece') or float('nan'):.3f}"
+            )
+    c = metrics.get("culprit")
+    if c:
+        lines.append(f"culprit among positives: accuracy {c.get('accuracy') or float('nan'):.3f}  "
+                     f"macro-F1 {c.get('macro_f1') or float('nan'):.3f}  (n={c.get('n')})")  # fmt: skip
+    s = (metrics.get("stenosis") or {}).get("all")
+    if s:
+        lines.append(
+            f"stenosis: MAE {s.get('mae') or float('nan'):.3f}  AUROC(>70%) {s.get('auroc') or float('nan'):.3f}"
+        )
+    for key, label in (("subgroups", "raw"), ("subgroups_adjusted", "adjusted")):
+        g = metrics.get(key) or {}
+        parts = [
+            f"{name.split('_')[0].upper()} gap {g[name]['gap']:.3f} (worst {g[name]['worst_group']})"
+            for name in ("tpr_gap", "fpr_gap")
+            if isinstance(g.get(name), dict) and g[name].get("gap") is not None
+        ]
+        if parts:
+            lines.append(f"per-stratum ({label}): " + ", ".join(parts))
+    return "\n".join(lines)
