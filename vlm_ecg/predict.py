@@ -3,6 +3,8 @@
     predictor = Predictor.from_pretrained("runs/default")             # a run folder, its final/, or a hub id
     result = predictor.predict("patient.hea")                          # -> Prediction (raw and adjusted triage, ...)
     probs = predictor.predict_signals(signals)                         # (B, 12, 5000) mV -> dict of arrays
+    rows = predictor.predict_files(["ecgs/", "x.csv"])                 # one row per ECG, errors as a column
+    write_predictions_csv(rows, "preds.csv")
 
 The raw triage probability is P(y | x, z) with the patient's confounder stratum z (or the learned "unknown"
 stratum when age / sex / history are not given); the adjusted one is the back-door estimate
@@ -12,17 +14,44 @@ adjusted probability against the run's decision threshold (chosen on validation 
 
 from __future__ import annotations
 
+import csv
 import logging
+import math
+import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .ecg import Ecg
+from .errors import EcgError
 from .labels import CULPRITS, VESSELS, Confounders
 
 logger = logging.getLogger(__name__)
+
+# Columns of the predictions table (`predict_files`, `vlm-ecg predict`), in order.
+ROW_FIELDS: tuple[str, ...] = (
+    "id",
+    "path",
+    "triage_prob",
+    "triage_prob_adjusted",
+    "decision",
+    "decision_threshold",
+    "culprit",
+    *(f"p_{name}" for name in CULPRITS),
+    *(f"stenosis_{name}" for name in VESSELS),
+    "stratum",
+    "notes",
+    "error",
+)
+# What a folder contributes: a WFDB record once (by its header), NPZ and CSV / TSV files. WFDB sample files with no
+# header beside them are listed too, so that they get an error row instead of vanishing silently.
+_FOLDER_SUFFIXES = (".hea", ".npz", ".csv", ".tsv")
+_WFDB_SAMPLE_SUFFIXES = (".dat", ".mat")
+DEFAULT_RUN = Path("runs") / "default"  # what `accelerate launch finetune` (configs/tiny-cpu.yaml) writes
 
 
 @dataclass
@@ -45,6 +74,126 @@ class Prediction:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "culprit": self.culprit}
+
+    def to_row(self, path: str | Path = "") -> dict:
+        """One flat row of the predictions table (`ROW_FIELDS`); `path` is the file the ECG came from."""
+        row = {
+            "id": self.id,
+            "path": str(path),
+            "triage_prob": self.triage_prob,
+            "triage_prob_adjusted": "" if self.triage_prob_adjusted is None else self.triage_prob_adjusted,
+            "decision": int(self.decision),
+            "decision_threshold": self.decision_threshold,
+            "culprit": self.culprit,
+            **{f"p_{name}": p for name, p in self.culprit_probs.items()},
+            **{f"stenosis_{name}": v for name, v in self.stenosis.items()},
+            "stratum": self.stratum,
+            "notes": "; ".join(self.notes),
+            "error": "",
+        }
+        return {key: row[key] for key in ROW_FIELDS}
+
+
+def error_row(path: str | Path, error: str | BaseException, id: str = "") -> dict:
+    """The predictions-table row of an ECG that could not be predicted: only id, path and the error filled in."""
+    row = dict.fromkeys(ROW_FIELDS, "")
+    row.update(id=id or _record_id(Path(path)), path=str(path), error=str(error))
+    return row
+
+
+def _record_id(path: Path) -> str:
+    return path.stem if path.suffix.lower() in (".hea", *_WFDB_SAMPLE_SUFFIXES, ".npz", ".csv", ".tsv") else path.name
+
+
+def confounders_from_meta(meta: dict) -> Confounders | None:
+    """The patient factors a file states (``age_years``, ``sex`` in `Ecg.meta`), or None when it states none.
+
+    History (hypertension, diabetes, prior MI) is never in an ECG file, so it stays unknown.
+    """
+    age = meta.get("age_years")
+    sex = meta.get("sex") if meta.get("sex") in ("M", "F") else ""
+    try:
+        age = float(age) if age is not None else math.nan
+    except (TypeError, ValueError):
+        age = math.nan
+    if math.isnan(age) and not sex:
+        return None
+    return Confounders(age_years=age, sex=sex)
+
+
+def ecg_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Expand files and folders into the list of ECGs to predict, one entry per record.
+
+    A file given by name is always kept (a bad one becomes an error row). A folder contributes, recursively and
+    sorted, every WFDB header, ``.npz``, ``.csv`` and ``.tsv`` file, plus WFDB sample files (``.dat`` / ``.mat``)
+    that have no header beside them; other files (READMEs, checksums, ...) are skipped. A WFDB record named
+    twice (``x.hea`` and ``x.dat``) is kept once, by its header.
+    """
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                suffix = f.suffix.lower()
+                if not f.is_file() or f.name.startswith("."):
+                    continue
+                if suffix in _FOLDER_SUFFIXES or (
+                    suffix in _WFDB_SAMPLE_SUFFIXES and not f.with_suffix(".hea").is_file()
+                ):
+                    out.append(f)
+        elif p.suffix.lower() in _WFDB_SAMPLE_SUFFIXES and p.with_suffix(".hea").is_file():
+            out.append(p.with_suffix(".hea"))
+        else:
+            out.append(p)
+    seen: set[Path] = set()
+    unique = []
+    for f in out:
+        key = f.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique
+
+
+def resolve_run(run: str | Path | None) -> str | Path:
+    """The run a command loads: `run` as given (a run folder, its final/, or a hub id), else `DEFAULT_RUN`.
+
+    Raises:
+        FileNotFoundError: no `run` given and no default run, with the command that trains one.
+    """
+    if run is not None:
+        return run
+    if DEFAULT_RUN.is_dir():
+        return DEFAULT_RUN
+    raise FileNotFoundError(
+        f"no run given and no default run at {DEFAULT_RUN}: train it with `accelerate launch finetune` "
+        "(the embedded default config writes runs/default), or pass --run RUN (a run folder or a hub id USER/NAME)"
+    )
+
+
+def run_root(path: str | Path) -> Path:
+    """The folder holding a run's extras (metrics.json, plots/, explainer/) for a path `Predictor` loads.
+
+    ``runs/NAME`` and ``runs/NAME/final`` both give ``runs/NAME``; a pushed adapter (a hub snapshot, where the
+    adapter and the extras share one folder) gives itself.
+    """
+    path = Path(path)
+    if (path / "final").is_dir():
+        return path
+    if path.name == "final" and (path.parent / "metrics.json").is_file():
+        return path.parent
+    return path
+
+
+def write_predictions_csv(rows: list[dict], path: str | Path) -> Path:
+    """Write the predictions table (header `ROW_FIELDS`, one line per row) to `path`; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(ROW_FIELDS))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
 
 
 class Predictor:
@@ -71,6 +220,7 @@ class Predictor:
                 render[key] = tuple(value)
         self.render_config = RenderConfig(**render)
         self.decision_threshold = float(self.facts.get("decision_threshold", {}).get("value", 0.5))
+        self.run_dir: Path | None = None  # where metrics.json, plots/ and explainer/ live (set by from_pretrained)
 
     @classmethod
     def from_pretrained(cls, path_or_repo_id: str | Path, device: str = "cpu", **hub_kwargs) -> Predictor:
@@ -88,7 +238,9 @@ class Predictor:
 
             path = Path(snapshot_download(repo_id=str(path_or_repo_id), **hub_kwargs))
         model, facts = load_final(path)
-        return cls(model, facts, device)
+        predictor = cls(model, facts, device)
+        predictor.run_dir = run_root(path)
+        return predictor
 
     # ------------------------------------------------------------------ inputs
     def stratum_of(self, confounders: Confounders | None) -> int:
@@ -153,6 +305,10 @@ class Predictor:
     def predict(self, ecg: Ecg | str | Path, confounders: Confounders | None = None) -> Prediction:
         """Predict for one record or file (read, resampled to 500 Hz and fitted to 10 s first).
 
+        Args:
+            ecg: a record or a file `vlm_ecg.io.read_ecg` reads.
+            confounders: the patient; None = unknown (use `confounders_from_meta` for what a file states).
+
         Raises:
             EcgError: the file cannot be read or the signal is unusable.
         """
@@ -163,16 +319,72 @@ class Predictor:
         std = ecg.standardize()
         stratum = self.stratum_of(confounders)
         result = self.predict_signals(std.signal[None], np.array([stratum]))
+        return self._prediction(std, stratum, result, 0)
+
+    def _prediction(self, std: Ecg, stratum: int, result: dict, i: int) -> Prediction:
+        """Row `i` of a `predict_signals` result as a `Prediction` of the standardised record `std`."""
         adjusted = result.get("triage_prob_adjusted")
-        decision_p = float(self.decision_prob(result)[0])
+        decision_p = float(self.decision_prob(result)[i])
         return Prediction(
             id=str(std.meta.get("id", std.source)),
-            triage_prob=float(result["triage_prob"][0]),
-            triage_prob_adjusted=None if adjusted is None else float(adjusted[0]),
+            triage_prob=float(result["triage_prob"][i]),
+            triage_prob_adjusted=None if adjusted is None else float(adjusted[i]),
             decision=decision_p >= self.decision_threshold,
             decision_threshold=self.decision_threshold,
-            culprit_probs={name: float(p) for name, p in zip(CULPRITS, result["culprit_probs"][0])},
-            stenosis={name: float(s) for name, s in zip(VESSELS, result["stenosis"][0])},
+            culprit_probs={name: float(p) for name, p in zip(CULPRITS, result["culprit_probs"][i])},
+            stenosis={name: float(s) for name, s in zip(VESSELS, result["stenosis"][i])},
             stratum=stratum,
             notes=list(std.meta.get("notes", [])),
         )
+
+    def predict_files(
+        self,
+        paths: Iterable[str | os.PathLike],
+        *,
+        batch_size: int = 16,
+        use_file_confounders: bool = True,
+        progress: bool = True,
+    ) -> list[dict]:
+        """Predict for files and folders: one row (`ROW_FIELDS`) per ECG, failures as rows with an ``error``.
+
+        Files are read, standardised and predicted `batch_size` at a time, so a folder of thousands of ECGs never
+        sits in memory at once. A file that cannot be read or whose signal is unusable gets a row with its
+        `EcgError` message in ``error`` and the batch goes on.
+
+        Args:
+            paths: files (any format `read_ecg` reads; a WFDB record by its header, sample file or name) and
+                folders (see `ecg_inputs`).
+            batch_size: ECGs per model call.
+            use_file_confounders: condition the raw probability on the age / sex a file states
+                (`confounders_from_meta`); otherwise every patient is "unknown". The adjusted probability and
+                the decision do not depend on it.
+            progress: show a tqdm progress bar.
+        """
+        from .io import read_ecg
+
+        files = ecg_inputs(paths)
+        rows: list[dict] = []
+        bar = tqdm(total=len(files), desc="predict", unit="ecg", disable=not progress)
+        for start in range(0, len(files), batch_size):
+            chunk_rows: list[dict | None] = []
+            good: list[tuple[int, Path, Ecg, int]] = []
+            for path in files[start : start + batch_size]:
+                try:
+                    std = read_ecg(path).standardize()
+                except EcgError as exc:
+                    chunk_rows.append(error_row(path, exc))
+                    continue
+                confounders = confounders_from_meta(std.meta) if use_file_confounders else None
+                good.append((len(chunk_rows), path, std, self.stratum_of(confounders)))
+                chunk_rows.append(None)
+            if good:
+                signals = np.stack([std.signal for _, _, std, _ in good])
+                result = self.predict_signals(signals, np.array([z for *_, z in good]), batch_size=batch_size)
+                for i, (slot, path, std, stratum) in enumerate(good):
+                    chunk_rows[slot] = self._prediction(std, stratum, result, i).to_row(path)
+            rows.extend(chunk_rows)
+            bar.update(len(chunk_rows))
+        bar.close()
+        failed = sum(1 for row in rows if row["error"])
+        logger.info("predicted %d of %d ECGs (%d failed)", len(rows) - failed, len(rows), failed)
+        return rows
