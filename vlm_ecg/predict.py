@@ -234,9 +234,15 @@ class Predictor:
 
         path = Path(path_or_repo_id)
         if not path.exists():
+            text = str(path_or_repo_id)
+            if text.startswith((".", "/", "~")) or text.count("/") != 1 or "\\" in text:
+                raise FileNotFoundError(f"{text}: no such run folder (and not a hub repo id USER/NAME)")
             from huggingface_hub import snapshot_download
 
-            path = Path(snapshot_download(repo_id=str(path_or_repo_id), **hub_kwargs))
+            try:
+                path = Path(snapshot_download(repo_id=text, **hub_kwargs))
+            except (OSError, ValueError) as exc:  # not found, offline, invalid id
+                raise FileNotFoundError(f"{text}: no such local folder, and not fetched from the hub: {exc}") from exc
         model, facts = load_final(path)
         predictor = cls(model, facts, device)
         predictor.run_dir = run_root(path)
