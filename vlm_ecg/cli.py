@@ -177,6 +177,52 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- predict
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="predict for ECG files and folders: one CSV row per ECG, errors as a column")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="PATH", help="ECG files or folders (WFDB, .csv, .npz)")
+    p.add_argument("--run", default=None, help="run folder, its final/ or a hub id USER/NAME (default runs/default)")
+    p.add_argument("--out", type=Path, default=None, help="CSV file to write (default: print the table)")
+    p.add_argument("--batch-size", type=int, default=16, help="ECGs per model call")
+    p.add_argument(
+        "--ignore-file-demographics",
+        action="store_true",
+        help="do not condition the raw probability on the age / sex a file states (the adjusted one never is)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=_cmd_predict)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import ROW_FIELDS, Predictor, resolve_run, write_predictions_csv
+
+    try:
+        predictor = Predictor.from_pretrained(resolve_run(args.run))
+    except (OSError, ValueError) as exc:  # no such run, not a run folder, hub id not found / offline
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    rows = predictor.predict_files(
+        args.inputs,
+        batch_size=args.batch_size,
+        use_file_confounders=not args.ignore_file_demographics,
+        progress=not args.no_progress,
+    )
+    if args.out is None:
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(ROW_FIELDS))
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        write_predictions_csv(rows, args.out)
+    failed = [row for row in rows if row["error"]]
+    print(f"predicted {len(rows) - len(failed)} of {len(rows)} ECGs" + (f" into {args.out}" if args.out else ""),
+          file=sys.stderr)  # fmt: skip
+    for row in failed:
+        print(f"failed: {row['error']}", file=sys.stderr)
+    return 1 if failed or not rows else 0
+
+
 # ---------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlm-ecg", description=__doc__.splitlines()[0])
@@ -187,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_render(sub)
     _add_finetune(sub)
     _add_evaluate(sub)
+    _add_predict(sub)
     return parser
 
 
