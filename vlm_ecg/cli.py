@@ -223,6 +223,38 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed or not rows else 0
 
 
+# ---------------------------------------------------------------------------------------------- push
+def _add_push(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("push", help="upload a run (adapter, config, prior, explainer, plots, model card) to the Hub")
+    p.add_argument("run", type=Path, help="run folder (runs/NAME) or its final/ folder")
+    p.add_argument("--repo-id", required=True, help="USER/NAME or ORG/NAME of the model repository")
+    p.add_argument("--private", action="store_true", help="create the repository private")
+    p.add_argument("--dry-run", action="store_true", help="write and list the exact upload folder, upload nothing")
+    p.add_argument("--out", type=Path, default=None, help="folder of the --dry-run upload (default RUN/hub_upload)")
+    p.add_argument("--message", default=None, help="commit message")
+    p.set_defaults(func=_cmd_push)
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    from .hub import push_run, stage_upload
+    from .predict import run_root
+
+    try:
+        if args.dry_run:
+            out = args.out or run_root(args.run) / "hub_upload"
+            files = stage_upload(args.run, out, repo_id=args.repo_id)
+            print(f"dry run: would upload {len(files)} files to {args.repo_id} (private={args.private}) from {out}:")
+            for name in files:
+                print(f"  {name}  ({(out / name).stat().st_size:,} bytes)")
+            return 0
+        result = push_run(args.run, args.repo_id, private=args.private, commit_message=args.message)
+    except (OSError, PermissionError, ValueError) as exc:  # no run, no token, hub refused (the token is never shown)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"pushed {len(result.files)} files to {result.repo_id} (private={result.private}): {result.commit_url}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlm-ecg", description=__doc__.splitlines()[0])
@@ -234,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_finetune(sub)
     _add_evaluate(sub)
     _add_predict(sub)
+    _add_push(sub)
     return parser
 
 
