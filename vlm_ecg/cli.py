@@ -255,6 +255,22 @@ def _cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- demo
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="serve the web demo (Gradio) of a run on 127.0.0.1")
+    p.add_argument("--run", default=None, help="run folder or hub id USER/NAME (default runs/default)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 exposes it on the network)")
+    p.add_argument("--port", type=int, default=None, help="port (default: gradio's, 7860 or the next free one)")
+    p.add_argument("--share", action="store_true", help="also open a public gradio.live share link")
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo_app import launch_demo
+
+    return launch_demo(args.run, host=args.host, port=args.port, share=args.share)
+
+
 # ---------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlm-ecg", description=__doc__.splitlines()[0])
@@ -267,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_predict(sub)
     _add_push(sub)
+    _add_demo(sub)
     return parser
 
 

@@ -1,0 +1,360 @@
+"""The Gradio demo: upload an ECG (or pick a bundled example), see the paper image, the triage decision, the culprit
+vessel, stenosis estimates, a counterfactual explanation and the model card.
+
+    demo = build_demo(Predictor.from_pretrained("runs/default"))    # a gr.Blocks; nothing is launched
+    demo.queue().launch(server_name="127.0.0.1")                     # or: launch_demo(run=None)
+
+Entry points: ``python demo [--run RUN] [--host H] [--port N] [--share]``, ``vlm-ecg demo`` (same arguments) and
+``demo/app.py`` (module-level ``demo`` for ``gradio demo/app.py``).
+
+Privacy and safety: the server binds 127.0.0.1 unless told otherwise, opens no share link unless asked, sends no
+analytics (``GRADIO_ANALYTICS_ENABLED=False`` and ``HF_HUB_DISABLE_TELEMETRY=1`` are set before gradio is imported,
+unless the user set them), and refuses uploads above `MAX_FILE_SIZE`. A bad upload becomes a readable message in the
+page (the file name and what is wrong), never a stack trace; the server keeps answering.
+
+API (also used by ``gradio_client`` and ``bench/bench_demo.py``): ``/predict``, ``/explain`` and ``/explain_greedy``,
+all taking (files, example, age, sex, hypertension, diabetes, prior_mi).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .demo_explain import DemoExplainer, _png_array
+from .ecg import Ecg
+from .errors import EcgError
+from .labels import VESSELS, Confounders
+from .predict import Prediction, Predictor, confounders_from_meta, resolve_run
+
+logger = logging.getLogger(__name__)
+
+MAX_FILE_SIZE = "10mb"  # a 12-lead 10-s WFDB record at 500 Hz is ~120 kB; long Holter-like files are refused
+UPLOAD_TYPES = [".hea", ".dat", ".mat", ".csv", ".tsv", ".npz"]
+EXAMPLES = {  # label shown -> culprit of the `vlm_ecg.synth.make_examples` record
+    "LAD occlusion (anterior)": "LAD",
+    "LCx occlusion (lateral)": "LCx",
+    "RCA occlusion (inferior)": "RCA",
+    "no occlusion": "none",
+}
+YES_NO = ["unknown", "no", "yes"]
+SEXES = ["unknown", "M", "F"]
+POSITIVE = "occlusion: angiography now"
+NEGATIVE = "no occlusion"
+DISCLAIMER = (
+    "**Research use only. Not a medical device.** This demo must not be used to diagnose, treat or triage patients."
+)
+
+
+def _gradio():
+    """gradio, imported with analytics and hub telemetry off unless the user chose otherwise (both are read when
+    gradio is imported)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    import gradio
+
+    return gradio
+
+
+class DemoInputError(ValueError):
+    """What the user gave cannot be predicted (no file, several records, ...): shown in the page."""
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+def _stage_upload(paths: list[str], folder: Path) -> Path:
+    """Copy uploaded files into one folder under their own names (a WFDB header finds its .dat there); return the
+    file to read. Gradio stores every upload in its own folder, so a .hea and its .dat never sit side by side."""
+    staged = []
+    for p in paths:
+        dst = folder / Path(p).name
+        shutil.copyfile(p, dst)
+        staged.append(dst)
+    headers = [p for p in staged if p.suffix.lower() == ".hea"]
+    others = [p for p in staged if p.suffix.lower() not in (".hea", ".dat", ".mat")]
+    if len(headers) > 1 or (headers and others) or len(others) > 1:
+        names = ", ".join(sorted(p.name for p in staged))
+        raise DemoInputError(
+            f"{len(staged)} files uploaded ({names}): upload one ECG at a time "
+            "(a WFDB record as its .hea and .dat together, or one .csv / .npz file)"
+        )
+    return headers[0] if headers else (others[0] if others else staged[0])
+
+
+def _confounders(base: Confounders | None, age, sex, hypertension, diabetes, prior_mi) -> Confounders | None:
+    """The patient: fields the user filled in override what the record states; all blank and nothing stated = None."""
+    base = base or Confounders()
+    history = {}
+    for name, value, default in (
+        ("hypertension", hypertension, base.hypertension),
+        ("diabetes", diabetes, base.diabetes),
+        ("prior_mi", prior_mi, base.prior_mi),
+    ):
+        history[name] = {"no": 0, "yes": 1}.get(value, default)
+    try:
+        age_years = float(age) if age not in (None, "") else base.age_years
+    except (TypeError, ValueError):
+        raise DemoInputError(f"age must be a number of years, got {age!r}") from None
+    if not math.isnan(age_years) and not 0 <= age_years <= 130:
+        raise DemoInputError(f"age must lie between 0 and 130 years, got {age_years:g}")
+    c = Confounders(age_years=age_years, sex=sex if sex in ("M", "F") else base.sex, **history)
+    known = not math.isnan(c.age_years) or c.sex or any(v != -1 for v in history.values())
+    return c if known else None
+
+
+class _DemoModel:
+    """The callbacks of the page, bound to one predictor, its example records and (optionally) an explainer."""
+
+    def __init__(self, predictor: Predictor, examples_seed: int):
+        from .synth import make_examples
+
+        self.predictor = predictor
+        records = make_examples(examples_seed)
+        self.examples = {label: records[culprit] for label, culprit in EXAMPLES.items()}
+
+    def load(self, files, example, age, sex, hypertension, diabetes, prior_mi) -> tuple[Ecg, Confounders | None, str]:
+        """The standardised record, the patient, and a display name, from an upload or an example.
+
+        Raises:
+            EcgError / DemoInputError: with a message for the page.
+        """
+        from .io import read_ecg
+
+        paths = [f if isinstance(f, str) else getattr(f, "name", str(f)) for f in (files or [])]
+        if paths:
+            with tempfile.TemporaryDirectory(prefix="vlm_ecg_upload_") as tmp:
+                target = _stage_upload(paths, Path(tmp))
+                try:
+                    ecg = read_ecg(target)
+                except EcgError as exc:  # name the file as the user knows it, not the staging folder
+                    raise type(exc)(Path(exc.source).name, exc.problem) from None
+                ecg.meta["source"] = target.name
+                stated = confounders_from_meta(ecg.meta)
+                name = target.name
+        elif example in self.examples:
+            record = self.examples[example]
+            ecg, stated, name = record.ecg, record.confounders, f"example: {example}"
+        else:
+            raise DemoInputError("no ECG given: upload a file (WFDB .hea + .dat, .csv or .npz) or pick an example")
+        try:
+            std = ecg.standardize()
+        except EcgError as exc:
+            raise type(exc)(name, exc.problem) from None
+        return std, _confounders(stated, age, sex, hypertension, diabetes, prior_mi), name
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+def _decision_text(p: Prediction, stratum_name: str) -> str:
+    prob = p.triage_prob_adjusted if p.triage_prob_adjusted is not None else p.triage_prob
+    verdict = "OCCLUSION SUSPECTED: refer for angiography now" if p.decision else "No occlusion suspected"
+    sign = ">=" if p.decision else "<"
+    lines = [
+        f"### {verdict}",
+        f"Adjusted probability {prob:.4f} {sign} decision threshold {p.decision_threshold:.4f} "
+        "(chosen on validation data).",
+        f"Raw probability {p.triage_prob:.4f} for the patient's stratum *{stratum_name}*; the adjusted one "
+        "averages over the training population's strata, so it does not lean on who the patient is.",
+    ]
+    if p.notes:
+        lines.append("Notes on the recording: " + "; ".join(p.notes))
+    return "\n\n".join(lines)
+
+
+def _stenosis_table(p: Prediction) -> list[list]:
+    return [[v, round(100 * p.stenosis[v], 1), "yes" if p.stenosis[v] > 0.7 else "no"] for v in VESSELS]
+
+
+def _error_message(exc: Exception) -> str:
+    if isinstance(exc, (EcgError, DemoInputError)):
+        return f"**Cannot use this ECG.** {exc}"
+    return f"**Something went wrong** ({type(exc).__name__}: {exc}). The server is still running; try another file."
+
+
+def build_demo(
+    predictor: Predictor,
+    *,
+    explainer=None,
+    examples_seed: int = 0,
+    title: str = "vlm_ecg: ECG virtual coronary angiography",
+):
+    """The demo page as a `gradio.Blocks` (not launched), with the ``/predict`` and ``/explain`` API endpoints.
+
+    Args:
+        predictor: the trained model (its ``run_dir`` provides the model card facts, plots and explainer).
+        explainer: a `vlm_ecg.demo_explain.DemoExplainer`; None loads the run's trained explainer when present
+            (without one the page says how to train it and offers the greedy search on request).
+        examples_seed: which synthetic patient the bundled examples show.
+    """
+    from .model_card import card_facts, facts_markdown
+
+    gr = _gradio()
+    model = _DemoModel(predictor, examples_seed)
+    explainer = explainer if explainer is not None else DemoExplainer.for_predictor(predictor)
+    names = (predictor.facts.get("strata") or {}).get("names") or []
+
+    def stratum_name(code: int) -> str:
+        return names[code] if 0 <= code < len(names) else "unknown (age, sex and history not given)"
+
+    def predict(files, example, age, sex, hypertension, diabetes, prior_mi):
+        try:
+            std, patient, name = model.load(files, example, age, sex, hypertension, diabetes, prior_mi)
+            p = predictor.predict(std, patient)
+            image = _render_page(std)
+        except Exception as exc:  # every failure becomes a message in the page; the server stays up
+            if not isinstance(exc, (EcgError, DemoInputError)):
+                logger.exception("prediction failed")
+            return _error_message(exc), None, None, None, None, None, None, None
+        prob = p.triage_prob_adjusted if p.triage_prob_adjusted is not None else p.triage_prob
+        status = f"Predicted **{name}** (record id `{p.id}`)."
+        return (
+            status,
+            image,
+            {POSITIVE: prob, NEGATIVE: 1.0 - prob},
+            _decision_text(p, stratum_name(p.stratum)),
+            round(p.triage_prob, 4),
+            None if p.triage_prob_adjusted is None else round(p.triage_prob_adjusted, 4),
+            dict(p.culprit_probs),
+            _stenosis_table(p),
+        )
+
+    def explain(files, example, age, sex, hypertension, diabetes, prior_mi, greedy=False):
+        try:
+            std, patient, _ = model.load(files, example, age, sex, hypertension, diabetes, prior_mi)
+            return explainer.explain(std, predictor, patient, greedy=greedy)
+        except Exception as exc:
+            if not isinstance(exc, (EcgError, DemoInputError)):
+                logger.exception("explanation failed")
+            return _error_message(exc), None, explainer.rules_markdown(), explainer.tree_png()
+
+    def explain_greedy(files, example, age, sex, hypertension, diabetes, prior_mi):
+        return explain(files, example, age, sex, hypertension, diabetes, prior_mi, greedy=True)
+
+    card = (
+        facts_markdown(card_facts(predictor.run_dir))
+        if predictor.run_dir is not None
+        else "No run folder: model card facts unavailable."
+    )
+    plots = [_png_array(p) for p in sorted(predictor.run_dir.glob("plots/*.png"))] if predictor.run_dir else []
+
+    with gr.Blocks(title=title, analytics_enabled=False) as demo:
+        gr.Markdown(f"# {title}\n{DISCLAIMER}")
+        with gr.Tab("Predict"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    files = gr.File(
+                        label="ECG file(s): WFDB .hea + .dat together, or one .csv / .npz",
+                        file_count="multiple",
+                        file_types=UPLOAD_TYPES,
+                        elem_id="upload",
+                    )
+                    example = gr.Dropdown(
+                        choices=list(EXAMPLES), value=None, label="or a bundled example (synthetic)", elem_id="example"
+                    )
+                    with gr.Accordion("Patient (optional; blank = what the file states, else unknown)", open=False):
+                        age = gr.Number(value=None, label="age (years)", minimum=0, maximum=130, elem_id="age")
+                        sex = gr.Radio(SEXES, value="unknown", label="sex")
+                        hypertension = gr.Radio(YES_NO, value="unknown", label="hypertension")
+                        diabetes = gr.Radio(YES_NO, value="unknown", label="diabetes")
+                        prior_mi = gr.Radio(YES_NO, value="unknown", label="prior myocardial infarction")
+                    button = gr.Button("Predict", variant="primary", elem_id="predict-button")
+                    status = gr.Markdown(elem_id="status")
+                with gr.Column(scale=2):
+                    decision = gr.Markdown(elem_id="decision")
+                    triage = gr.Label(label="triage (adjusted probability)", show_heading=False, elem_id="triage")
+                    with gr.Row():
+                        prob_raw = gr.Number(label="raw probability P(y | x, z)", precision=4, elem_id="prob-raw")
+                        prob_adjusted = gr.Number(
+                            label="adjusted probability P(y | do(x))", precision=4, elem_id="prob-adjusted"
+                        )
+                    with gr.Row():
+                        culprit = gr.Label(label="culprit vessel", num_top_classes=4, elem_id="culprit")
+                        stenosis = gr.Dataframe(
+                            headers=["vessel", "stenosis %", "> 70 %"],
+                            label="stenosis estimates",
+                            interactive=False,
+                            elem_id="stenosis",
+                        )
+                    image = gr.Image(label="12-lead ECG", type="numpy", format="png", elem_id="ecg-image")
+            gr.Markdown("## Counterfactual explanation: the smallest physiological edits that flip the decision")
+            with gr.Row():
+                with gr.Column():
+                    edits = gr.Markdown(elem_id="explanation")
+                    greedy_button = gr.Button("Greedy counterfactual search (slow on a CPU)", elem_id="greedy-button")
+                    overlay = gr.Image(
+                        label="original (black) vs counterfactual (blue)",
+                        type="numpy",
+                        format="png",
+                        elem_id="overlay",
+                    )
+                with gr.Column():
+                    rules = gr.Markdown(explainer.rules_markdown(), elem_id="rules")
+                    tree = gr.Image(
+                        explainer.tree_png(),
+                        label="distilled decision tree",
+                        type="numpy",
+                        format="png",
+                        elem_id="tree",
+                    )
+        with gr.Tab("Model card"):
+            gr.Markdown(card, elem_id="model-card")
+            if plots:
+                gr.Gallery(plots, label="test-set plots", columns=3)
+
+        inputs = [files, example, age, sex, hypertension, diabetes, prior_mi]
+        outputs = [status, image, triage, decision, prob_raw, prob_adjusted, culprit, stenosis]
+        explanation = [edits, overlay, rules, tree]
+        button.click(predict, inputs, outputs, api_name="predict").then(
+            explain, inputs, explanation, api_name="explain"
+        )
+        greedy_button.click(explain_greedy, inputs, explanation, api_name="explain_greedy")
+        files.upload(lambda: None, None, example, api_name=False)  # an upload replaces the chosen example
+
+        def pick_example(label):
+            record = model.examples.get(label)
+            if record is None:
+                return [gr.skip()] * 6
+            c = record.confounders
+            yn = {-1: "unknown", 0: "no", 1: "yes"}
+            age_value = None if math.isnan(c.age_years) else c.age_years
+            return None, age_value, c.sex or "unknown", yn[c.hypertension], yn[c.diabetes], yn[c.prior_mi]
+
+        example.change(pick_example, example, [files, age, sex, hypertension, diabetes, prior_mi], api_name=False)
+    return demo
+
+
+def _render_page(std: Ecg) -> np.ndarray:
+    """The record as a letter-size 12-lead page at 100 dpi (1100 x 850 px): for people, not the model input."""
+    from .render import RenderConfig, render_ecg
+
+    return render_ecg(std, RenderConfig(dpi=100.0))
+
+
+# ---------------------------------------------------------------------------------------------- launching
+def launch_demo(
+    run: str | Path | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    share: bool = False,
+    max_file_size: str | int = MAX_FILE_SIZE,
+) -> int:
+    """Load a run (default ``runs/default``), build the demo and serve it until interrupted; returns an exit status.
+
+    Prints the command that trains a default run and returns 2 when there is no run to load.
+    """
+    try:
+        predictor = Predictor.from_pretrained(resolve_run(run))
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    demo = build_demo(predictor)
+    demo.queue(default_concurrency_limit=1).launch(
+        server_name=host, server_port=port, share=share, max_file_size=max_file_size, show_error=False
+    )
+    return 0
