@@ -263,9 +263,9 @@ def build_demo(
                         diabetes = gr.Radio(YES_NO, value="unknown", label="diabetes")
                         prior_mi = gr.Radio(YES_NO, value="unknown", label="prior myocardial infarction")
                     button = gr.Button("Predict", variant="primary", elem_id="predict-button")
-                    status = gr.Markdown(elem_id="status")
+                    status = gr.Markdown(label="status", elem_id="status")
                 with gr.Column(scale=2):
-                    decision = gr.Markdown(elem_id="decision")
+                    decision = gr.Markdown(label="decision", elem_id="decision")
                     triage = gr.Label(label="triage (adjusted probability)", show_heading=False, elem_id="triage")
                     with gr.Row():
                         prob_raw = gr.Number(label="raw probability P(y | x, z)", precision=4, elem_id="prob-raw")
@@ -284,16 +284,16 @@ def build_demo(
             gr.Markdown("## Counterfactual explanation: the smallest physiological edits that flip the decision")
             with gr.Row():
                 with gr.Column():
-                    edits = gr.Markdown(elem_id="explanation")
+                    edits = gr.Markdown(label="explanation", elem_id="explanation")
                     greedy_button = gr.Button("Greedy counterfactual search (slow on a CPU)", elem_id="greedy-button")
                     overlay = gr.Image(
-                        label="original (black) vs counterfactual (blue)",
+                        label="overlay: original (black), counterfactual (blue)",
                         type="numpy",
                         format="png",
                         elem_id="overlay",
                     )
                 with gr.Column():
-                    rules = gr.Markdown(explainer.rules_markdown(), elem_id="rules")
+                    rules = gr.Markdown(explainer.rules_markdown(), label="rules", elem_id="rules")
                     tree = gr.Image(
                         explainer.tree_png(),
                         label="distilled decision tree",
