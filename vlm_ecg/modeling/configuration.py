@@ -39,6 +39,7 @@ PRESETS: tuple[str, ...] = ("tiny", "deepencoder", "deepseek-ocr-2")
 BRANCHES: tuple[str, ...] = ("both", "image", "signal")
 SIGNAL_BACKBONES: tuple[str, ...] = ("scratch", "gpt2")
 BACKBONE_ADAPTATIONS: tuple[str, ...] = ("frozen", "lora", "full")
+LEAD_MIXING: tuple[str, ...] = ("early", "independent")
 
 # Accepted checkpoint model types per tower slot (a full SamModel / CLIPModel / DeepseekOcr2 checkpoint is fine:
 # its vision part is read).
@@ -225,13 +226,17 @@ class VlmEcgSignalConfig(PreTrainedConfig):
             its own patch embedding and prompt.
         trend_cutoff_hz, trend_order, powerline_hz, powerline_halfwidth_hz, respiration_band_hz: the decomposition
             (see `vlm_ecg.signal.DecompositionSettings`).
-        patch_len (`int`, defaults to 50), patch_stride (`int`, defaults to 50): samples per patch and hop (100 ms at
-            500 Hz: 100 tokens per lead).
+        lead_mixing (`str`, defaults to `"early"`): `"early"` (the 12 leads are the stem's input channels: each token
+            is a 100-ms slice of the whole ECG) or `"independent"` (PatchTST channel independence: each lead alone,
+            a lead embedding, leads mixed only in the Transformer). See `vlm_ecg.modeling.timeseries`.
+        stem_kernel_sizes (`list[int]`, defaults to `[11, 7, 7]`), stem_strides (`list[int]`, defaults to
+            `[5, 2, 5]`): the convolutional patch stem; the product of the strides is the patch hop in samples
+            (50 = 100 ms at 500 Hz: 100 patch tokens).
         hidden_size (`int`, defaults to 64): width of the patch tokens.
         conv_kernel_sizes (`list[int]`, defaults to `[3, 5, 9]`): kernels (in patches) of the parallel convolutions
             of the multi-scale CNN (300, 500, 900 ms receptive fields).
-        token_pool (`int`, defaults to 4): the CNN's final strided convolution merges this many patches per token
-            (100 -> 25 tokens per lead), which keeps the cross-lead attention affordable on CPU.
+        token_pool (`int`, defaults to 1): the CNN's final strided convolution merges this many patches per token;
+            raise it (e.g. 4) with `lead_mixing="independent"` to keep the 12-lead sequence affordable on CPU.
         num_prompt_tokens (`int`, defaults to 4): learnable task-prompt tokens per component.
         prompt_pool_size (`int`, defaults to 0): size of the TEMPO prompt pool (0 disables it).
         prompt_pool_top_k (`int`, defaults to 2): prompts chosen from the pool per component by key similarity.
@@ -263,11 +268,12 @@ class VlmEcgSignalConfig(PreTrainedConfig):
     powerline_hz: list[float] | tuple[float, ...] = (50.0, 60.0)
     powerline_halfwidth_hz: float = 0.5
     respiration_band_hz: list[float] | tuple[float, float] | None = None
-    patch_len: int = 50
-    patch_stride: int = 50
+    lead_mixing: str = "early"
+    stem_kernel_sizes: list[int] | tuple[int, ...] = (11, 7, 7)
+    stem_strides: list[int] | tuple[int, ...] = (5, 2, 5)
     hidden_size: int = 64
     conv_kernel_sizes: list[int] | tuple[int, ...] = (3, 5, 9)
-    token_pool: int = 4
+    token_pool: int = 1
     num_prompt_tokens: int = 4
     prompt_pool_size: int = 0
     prompt_pool_top_k: int = 2
@@ -307,10 +313,20 @@ class VlmEcgSignalConfig(PreTrainedConfig):
         self.powerline_hz = [float(f) for f in self.powerline_hz]
         if self.respiration_band_hz is not None:
             self.respiration_band_hz = [float(f) for f in self.respiration_band_hz]
-        if self.num_samples < self.patch_len or self.patch_len < 1 or self.patch_stride < 1:
-            raise ValueError(f"bad patching: patch_len={self.patch_len}, stride={self.patch_stride}")
+        if self.lead_mixing not in LEAD_MIXING:
+            raise ValueError(f"lead_mixing must be one of {LEAD_MIXING}, got {self.lead_mixing!r}")
+        self.stem_kernel_sizes = [int(k) for k in self.stem_kernel_sizes]
+        self.stem_strides = [int(k) for k in self.stem_strides]
+        if (
+            len(self.stem_kernel_sizes) != len(self.stem_strides)
+            or min(self.stem_strides + self.stem_kernel_sizes) < 1
+        ):
+            raise ValueError(
+                f"stem_kernel_sizes {self.stem_kernel_sizes} and stem_strides {self.stem_strides} must be positive "
+                "and of the same length"
+            )
         if self.token_pool < 1 or self.num_patches % self.token_pool:
-            raise ValueError(f"token_pool={self.token_pool} must divide the {self.num_patches} patches per lead")
+            raise ValueError(f"token_pool={self.token_pool} must divide the {self.num_patches} patches per series")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size={self.hidden_size} must be divisible by num_heads={self.num_heads}")
         if self.prompt_pool_size and not 0 < self.prompt_pool_top_k <= self.prompt_pool_size:
@@ -318,13 +334,27 @@ class VlmEcgSignalConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
 
     @property
-    def num_patches(self) -> int:
-        """Patches per lead (100 for 5000 samples in 50-sample patches)."""
-        return 1 + math.ceil(max(self.num_samples - self.patch_len, 0) / self.patch_stride)
+    def patch_stride(self) -> int:
+        """Samples per patch token (the product of the stem strides): 50 = 100 ms at 500 Hz."""
+        return math.prod(self.stem_strides)
 
     @property
-    def tokens_per_lead(self) -> int:
+    def num_patches(self) -> int:
+        """Patch tokens per series out of the stem (100 for 5 000 samples), by the convolution length arithmetic."""
+        length = self.num_samples
+        for kernel, stride in zip(self.stem_kernel_sizes, self.stem_strides, strict=True):
+            length = (length + 2 * (kernel // 2) - kernel) // stride + 1
+        return length
+
+    @property
+    def tokens_per_series(self) -> int:
+        """Tokens per stem input after the CNN's merge (one series: the 12-lead ECG, or one lead if independent)."""
         return self.num_patches // self.token_pool
+
+    @property
+    def tokens_per_component(self) -> int:
+        """Patch tokens per decomposition component in the Transformer's sequence."""
+        return self.tokens_per_series * (self.num_leads if self.lead_mixing == "independent" else 1)
 
     @property
     def output_size(self) -> int:
