@@ -151,6 +151,18 @@ def shift_triage_prevalence(model, from_prevalence: float, to_prevalence: float)
     return shift
 
 
+def parameter_digest(model) -> str:
+    """SHA-256 of every trainable parameter's bytes, in name order: equal on all DDP ranks iff they are in sync."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, param in sorted(model.named_parameters()):
+        if param.requires_grad:
+            digest.update(name.encode())
+            digest.update(param.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
 # ---------------------------------------------------------------------------------------------- checkpoints
 def checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
     """Complete checkpoints (renamed into place, so complete by construction), oldest first."""
@@ -222,7 +234,7 @@ def decision_threshold(val_pred: dict) -> dict:
 
 def write_run(out_dir: Path, *, accelerator, model, config, strata_config, prior, render_config, test_pred,
               test_metrics, val_pred, val_metrics, state, schedule, subtypes, train_seconds, train_prevalence,
-              batch_prevalence, logit_shift) -> Path:  # fmt: skip
+              batch_prevalence, logit_shift, rank_digests) -> Path:  # fmt: skip
     """Write `final/`, metrics, prior, DRIL report, plots and test predictions (main process only)."""
     import dataclasses
 
@@ -258,6 +270,8 @@ def write_run(out_dir: Path, *, accelerator, model, config, strata_config, prior
         "best_val": state["best"],
         "eval_metric": config.eval_metric,
         "stopped_early": state["stopped_early"],
+        "num_processes": accelerator.num_processes,
+        "rank_param_digests": list(rank_digests),
         "history": state["history"],
     }
     save_metrics({"test": test_metrics, "val": val_metrics, "training": training}, out_dir / "metrics.json")

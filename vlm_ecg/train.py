@@ -73,7 +73,7 @@ def _better(metric: str, new: float | None, best: float | None) -> bool:
 def train(config: TrainConfig) -> Path:
     """Fine-tune a model as `config` says; returns the run folder (see `vlm_ecg.run_folder` for its contents)."""
     from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration, set_seed
+    from accelerate.utils import ProjectConfiguration, gather_object, set_seed
     from tqdm.auto import tqdm
 
     from . import run_folder
@@ -285,6 +285,7 @@ def train(config: TrainConfig) -> Path:
         run_folder.save_adapter(accelerator, model, out_dir / "best")
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
+    digests = gather_object([run_folder.parameter_digest(unwrapped)])  # DDP proof: every rank holds the same weights
     run_folder.load_adapter_weights(unwrapped, out_dir / "best")
     seen_prevalence = batch_prevalence(config, train_prevalence)
     logit_shift = run_folder.shift_triage_prevalence(unwrapped, seen_prevalence, train_prevalence)
@@ -309,6 +310,7 @@ def train(config: TrainConfig) -> Path:
             schedule=schedule,
             subtypes=list(splits["train"]["subtype"]),
             train_seconds=train_seconds,
+            rank_digests=digests,
             train_prevalence=train_prevalence,
             batch_prevalence=seen_prevalence,
             logit_shift=logit_shift,
