@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from vlm_ecg.demo_app import ADJUSTED_BAR, RAW_BAR
 from vlm_ecg.io import read_ecg, write_ecg
 from vlm_ecg.labels import Confounders
 from vlm_ecg.predict import Predictor, confounders_from_meta
@@ -144,7 +145,8 @@ def test_api_predicts_like_the_predictor(served, files):
     assert [row[0] for row in stenosis["data"]] == ["LAD", "LCx", "RCA"]
     assert Path(image).is_file()
     assert ("refer for angiography" if expected.decision else "no occlusion suspected") in decision.lower()
-    assert sum(c["confidence"] for c in triage["confidences"]) == pytest.approx(1.0)
+    bars = {c["label"]: c["confidence"] for c in triage["confidences"]}
+    assert bars == pytest.approx({RAW_BAR: expected.triage_prob, ADJUSTED_BAR: expected.triage_prob_adjusted})
 
     # an example with the patient filled in: the raw probability is conditioned on the stratum
     record = make_examples(0)["RCA"]
@@ -175,3 +177,13 @@ def test_api_turns_bad_input_into_messages(served, files):
         client.predict([handle_file(str(files.big))], None, *UNKNOWN_PATIENT, api_name="/predict")
     out = client.predict([], "no occlusion", *UNKNOWN_PATIENT, api_name="/predict")  # still serving
     assert "Predicted" in out[0] and np.isfinite(out[5])
+
+
+def test_run_without_explainer_says_how_to_train_one(served):
+    from vlm_ecg.demo_explain import DemoExplainer
+    from vlm_ecg.explain import Explainer
+
+    panel = DemoExplainer(Explainer(served.predictor), run_label="runs/x")
+    text, overlay, rules, tree = panel.explain(make_examples(0)["LAD"].ecg.standardize(), served.predictor, None)
+    assert "`vlm-ecg explain-train runs/x`" in text and overlay is None and tree is None
+    assert "explain-train" in rules

@@ -15,6 +15,7 @@ import pytest
 from hub_double import HubDouble
 
 from vlm_ecg.cli import main
+from vlm_ecg.hub import EXPLAINER_SUFFIXES
 
 REPO_ID = "alice/vlm-ecg-smoke"
 TOKEN = "hf_double_test_token_0123456789"
@@ -24,7 +25,8 @@ def _expected_files(run: Path) -> set[str]:
     adapter = {"adapter_config.json", "adapter_model.safetensors", "config.json", "run.json", "train_config.yaml"}
     extras = {"README.md", "metrics.json", "strata_prior.json"}
     plots = {f"plots/{p.name}" for p in (run / "plots").glob("*.png")}
-    return adapter | extras | plots
+    explainer = {f"explainer/{p.name}" for p in run.glob("explainer/*") if p.suffix in EXPLAINER_SUFFIXES}
+    return adapter | extras | plots | explainer
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,8 @@ def test_dry_run_writes_exactly_the_allow_list_and_a_valid_card(run_with_decoys,
     out = tmp_path / "upload"
     assert main(["push", str(run_with_decoys), "--repo-id", REPO_ID, "--dry-run", "--out", str(out)]) == 0
     files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
-    assert files == _expected_files(run_with_decoys) | {"explainer/rules.txt"}
+    assert files == _expected_files(run_with_decoys)
+    assert "explainer/rules.txt" in files and "explainer/tree.pkl" not in files
     listing = capsys.readouterr().out
     assert all(name in listing for name in files)
     assert "test_predictions.csv" not in listing and "signals" not in listing and "tree.pkl" not in listing
@@ -75,6 +78,7 @@ def test_dry_run_writes_exactly_the_allow_list_and_a_valid_card(run_with_decoys,
 _CHILD = r"""
 import json, os, sys
 from vlm_ecg.cli import main
+from vlm_ecg.hub import EXPLAINER_SUFFIXES
 run, npz, cache = sys.argv[1:4]
 token = os.environ.pop("HF_TOKEN")
 no_token = main(["push", run, "--repo-id", "alice/vlm-ecg-smoke"])

@@ -46,8 +46,9 @@ EXAMPLES = {  # label shown -> culprit of the `vlm_ecg.synth.make_examples` reco
 }
 YES_NO = ["unknown", "no", "yes"]
 SEXES = ["unknown", "M", "F"]
-POSITIVE = "occlusion: angiography now"
-NEGATIVE = "no occlusion"
+# The triage bars: P(occlusion) adjusted (what the decision uses) and raw (conditioned on this patient's stratum).
+ADJUSTED_BAR = "P(occlusion), confounder-adjusted"
+RAW_BAR = "P(occlusion | this patient)"
 DISCLAIMER = (
     "**Research use only. Not a medical device.** This demo must not be used to diagnose, treat or triage patients."
 )
@@ -151,19 +152,27 @@ class _DemoModel:
 
 # ---------------------------------------------------------------------------------------------- outputs
 def _decision_text(p: Prediction, stratum_name: str) -> str:
-    prob = p.triage_prob_adjusted if p.triage_prob_adjusted is not None else p.triage_prob
     verdict = "OCCLUSION SUSPECTED: refer for angiography now" if p.decision else "No occlusion suspected"
     sign = ">=" if p.decision else "<"
-    lines = [
-        f"### {verdict}",
-        f"Adjusted probability {prob:.4f} {sign} decision threshold {p.decision_threshold:.4f} "
-        "(chosen on validation data).",
-        f"Raw probability {p.triage_prob:.4f} for the patient's stratum *{stratum_name}*; the adjusted one "
-        "averages over the training population's strata, so it does not lean on who the patient is.",
-    ]
+    if p.triage_prob_adjusted is None:  # a model without confounder strata: one probability
+        lines = [f"Probability {p.triage_prob:.4f} {sign} decision threshold {p.decision_threshold:.4f}."]
+    else:
+        lines = [
+            f"Adjusted probability {p.triage_prob_adjusted:.4f} {sign} decision threshold "
+            f"{p.decision_threshold:.4f} (chosen on validation data).",
+            f"Raw probability {p.triage_prob:.4f} for the patient's stratum *{stratum_name}*; the adjusted one "
+            "averages over the training population's strata, so it does not lean on who the patient is.",
+        ]
     if p.notes:
         lines.append("Notes on the recording: " + "; ".join(p.notes))
-    return "\n\n".join(lines)
+    return "\n\n".join([f"### {verdict}", *lines])
+
+
+def _triage_bars(p: Prediction) -> dict[str, float]:
+    bars = {RAW_BAR: p.triage_prob}
+    if p.triage_prob_adjusted is not None:
+        bars[ADJUSTED_BAR] = p.triage_prob_adjusted
+    return bars
 
 
 def _stenosis_table(p: Prediction) -> list[list]:
@@ -210,12 +219,11 @@ def build_demo(
             if not isinstance(exc, (EcgError, DemoInputError)):
                 logger.exception("prediction failed")
             return _error_message(exc), None, None, None, None, None, None, None
-        prob = p.triage_prob_adjusted if p.triage_prob_adjusted is not None else p.triage_prob
         status = f"Predicted **{name}** (record id `{p.id}`)."
         return (
             status,
             image,
-            {POSITIVE: prob, NEGATIVE: 1.0 - prob},
+            _triage_bars(p),
             _decision_text(p, stratum_name(p.stratum)),
             round(p.triage_prob, 4),
             None if p.triage_prob_adjusted is None else round(p.triage_prob_adjusted, 4),
@@ -266,7 +274,7 @@ def build_demo(
                     status = gr.Markdown(label="status", elem_id="status")
                 with gr.Column(scale=2):
                     decision = gr.Markdown(label="decision", elem_id="decision")
-                    triage = gr.Label(label="triage (adjusted probability)", show_heading=False, elem_id="triage")
+                    triage = gr.Label(label="triage", show_heading=False, elem_id="triage")
                     with gr.Row():
                         prob_raw = gr.Number(label="raw probability P(y | x, z)", precision=4, elem_id="prob-raw")
                         prob_adjusted = gr.Number(

@@ -133,15 +133,15 @@ def _strata_rows(block: dict) -> list[dict]:
 
 
 def _explainer_facts(run_dir: Path) -> dict | None:
+    """What the explainer folder states: its files and the distillation report's fidelity and validity."""
     folder = run_dir / "explainer"
     if not folder.is_dir():
         return None
-    facts: dict = {"files": sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())}
-    for path in sorted(folder.glob("*.json")):
-        data = _read_json(path)
-        for key in ("fidelity", "fidelity_", "flip_rate", "mean_edit_mv", "mean_edits"):
-            if isinstance(data.get(key), (int, float)):
-                facts[key.rstrip("_")] = data[key]
+    facts: dict = {"files": sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())}
+    distill = _read_json(folder / "distill_report.json").get("distill") or {}
+    for key in ("fidelity", "agent_validity", "tree_validity", "depth", "leaves"):
+        if isinstance(distill.get(key), (int, float)):
+            facts[key] = distill[key]
     return facts
 
 
@@ -290,11 +290,9 @@ def facts_markdown(facts: dict, repo_id: str | None = None) -> str:
     explainer = facts.get("explainer")
     lines += ["", "## Explanations"]
     if explainer:
-        fidelity = (
-            f" Decision-tree fidelity to the agent: {_num(explainer['fidelity'], 3)}."
-            if "fidelity" in explainer
-            else ""
-        )
+        fidelity = f" Tree fidelity to the agent: {_num(explainer['fidelity'], 2)}." if "fidelity" in explainer else ""
+        if "agent_validity" in explainer:
+            fidelity += f" Validation ECGs whose decision the agent flips: {_num(explainer['agent_validity'], 2)}."
         lines.append(
             "A counterfactual RL agent (edits: lead, wave segment, amplitude step in mV) is included in `explainer/`, "
             f"with its policy distilled into a decision tree.{fidelity}"
