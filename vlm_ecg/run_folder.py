@@ -265,6 +265,8 @@ def write_run(out_dir: Path, *, accelerator, model, config, strata_config, prior
 
     training = {
         "seconds": train_seconds,
+        "samples": state["samples"],
+        "samples_per_second": state["samples"] / train_seconds if train_seconds > 0 else None,
         "global_step": state["global_step"],
         "best_epoch": state["best_epoch"],
         "best_val": state["best"],

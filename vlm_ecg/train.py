@@ -187,8 +187,8 @@ def train(config: TrainConfig) -> Path:
     )
     accelerator.register_for_checkpointing(scheduler)  # stepped by us once per optimizer step, not by accelerate
 
-    state = {"stage": 0, "epoch": 0, "batches_done": 0, "global_step": 0, "best": None, "best_epoch": None,
-             "bad_evals": 0, "stopped_early": False, "history": []}  # fmt: skip
+    state = {"stage": 0, "epoch": 0, "batches_done": 0, "global_step": 0, "samples": 0, "best": None,
+             "best_epoch": None, "bad_evals": 0, "stopped_early": False, "history": []}  # fmt: skip
     ckpt_dir = out_dir / "checkpoints"
     if config.resume_from_checkpoint:
         path = run_folder.resolve_checkpoint(ckpt_dir, config.resume_from_checkpoint)
@@ -241,6 +241,7 @@ def train(config: TrainConfig) -> Path:
                     out = model(**inputs)
                     accelerator.backward(out.loss / gas)
                 state["batches_done"] = i + 1
+                state["samples"] += len(batch["index"]) * accelerator.num_processes
                 bar.update(1)
                 if not sync:
                     continue
