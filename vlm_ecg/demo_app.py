@@ -24,6 +24,8 @@ import os
 import shutil
 import sys
 import tempfile
+import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +64,41 @@ def _gradio():
     import gradio
 
     return gradio
+
+
+class _ImageSpool:
+    """PNG files handed to gradio by path, one unique file per picture.
+
+    Gradio copies a returned file into its cache atomically, but writes a returned array in place under the hash of
+    its content: two users shown the same picture (the same example) at once race on one file, and a download can
+    read it half-written. Unique files avoid that. Files older than `max_age_s` are deleted on the next write
+    (gradio has copied them long before); the folder goes when the process ends.
+    """
+
+    def __init__(self, max_age_s: float = 300.0):
+        self._dir = tempfile.TemporaryDirectory(prefix="vlm_ecg_demo_")
+        self.folder = Path(self._dir.name)
+        self.max_age_s = max_age_s
+
+    def write(self, image: np.ndarray | None, keep: bool = False) -> str | None:
+        """Write an (H, W, 3) uint8 picture; returns its path (None for None). `keep`: never pruned."""
+        if image is None:
+            return None
+        from PIL import Image
+
+        path = self.folder / f"{'keep-' if keep else ''}{uuid.uuid4().hex}.png"
+        Image.fromarray(image).save(path, format="PNG", compress_level=3)
+        self._prune()
+        return str(path)
+
+    def _prune(self) -> None:
+        cutoff = time.time() - self.max_age_s
+        for old in self.folder.glob("[!k]*.png"):
+            try:
+                if old.stat().st_mtime < cutoff:
+                    old.unlink()
+            except FileNotFoundError:  # another request pruned it first
+                pass
 
 
 class DemoInputError(ValueError):
@@ -205,6 +242,8 @@ def build_demo(
     gr = _gradio()
     model = _DemoModel(predictor, examples_seed)
     explainer = explainer if explainer is not None else DemoExplainer.for_predictor(predictor)
+    spool = _ImageSpool()
+    tree_path = spool.write(explainer.tree_png(), keep=True)
     names = (predictor.facts.get("strata") or {}).get("names") or []
 
     def stratum_name(code: int) -> str:
@@ -214,7 +253,7 @@ def build_demo(
         try:
             std, patient, name = model.load(files, example, age, sex, hypertension, diabetes, prior_mi)
             p = predictor.predict(std, patient)
-            image = _render_page(std)
+            image = spool.write(_render_page(std))
         except Exception as exc:  # every failure becomes a message in the page; the server stays up
             if not isinstance(exc, (EcgError, DemoInputError)):
                 logger.exception("prediction failed")
@@ -234,11 +273,12 @@ def build_demo(
     def explain(files, example, age, sex, hypertension, diabetes, prior_mi, greedy=False):
         try:
             std, patient, _ = model.load(files, example, age, sex, hypertension, diabetes, prior_mi)
-            return explainer.explain(std, predictor, patient, greedy=greedy)
+            text, overlay, rules_text, _ = explainer.explain(std, predictor, patient, greedy=greedy)
+            return text, spool.write(overlay), rules_text, tree_path
         except Exception as exc:
             if not isinstance(exc, (EcgError, DemoInputError)):
                 logger.exception("explanation failed")
-            return _error_message(exc), None, explainer.rules_markdown(), explainer.tree_png()
+            return _error_message(exc), None, explainer.rules_markdown(), tree_path
 
     def explain_greedy(files, example, age, sex, hypertension, diabetes, prior_mi):
         return explain(files, example, age, sex, hypertension, diabetes, prior_mi, greedy=True)
@@ -248,7 +288,11 @@ def build_demo(
         if predictor.run_dir is not None
         else "No run folder: model card facts unavailable."
     )
-    plots = [_png_array(p) for p in sorted(predictor.run_dir.glob("plots/*.png"))] if predictor.run_dir else []
+    plots = (
+        [spool.write(_png_array(p), keep=True) for p in sorted(predictor.run_dir.glob("plots/*.png"))]
+        if predictor.run_dir
+        else []
+    )
 
     with gr.Blocks(title=title, analytics_enabled=False) as demo:
         gr.Markdown(f"# {title}\n{DISCLAIMER}")
@@ -288,7 +332,7 @@ def build_demo(
                             interactive=False,
                             elem_id="stenosis",
                         )
-                    image = gr.Image(label="12-lead ECG", type="numpy", format="png", elem_id="ecg-image")
+                    image = gr.Image(label="12-lead ECG", type="filepath", elem_id="ecg-image")
             gr.Markdown("## Counterfactual explanation: the smallest physiological edits that flip the decision")
             with gr.Row():
                 with gr.Column():
@@ -296,17 +340,15 @@ def build_demo(
                     greedy_button = gr.Button("Greedy counterfactual search (slow on a CPU)", elem_id="greedy-button")
                     overlay = gr.Image(
                         label="overlay: original (black), counterfactual (blue)",
-                        type="numpy",
-                        format="png",
+                        type="filepath",
                         elem_id="overlay",
                     )
                 with gr.Column():
                     rules = gr.Markdown(explainer.rules_markdown(), label="rules", elem_id="rules")
                     tree = gr.Image(
-                        explainer.tree_png(),
+                        tree_path,
                         label="distilled decision tree",
-                        type="numpy",
-                        format="png",
+                        type="filepath",
                         elem_id="tree",
                     )
         with gr.Tab("Model card"):
