@@ -4,9 +4,10 @@ Serves the default run (``runs/default``, trained by ``accelerate launch finetun
 host or port, use ``python demo --run RUN --host H --port N``; the page itself is `vlm_ecg.demo_app.build_demo`.
 """
 
-from vlm_ecg.demo_app import MAX_FILE_SIZE, build_demo
+from vlm_ecg.demo_app import MAX_FILE_SIZE, build_demo, quiet_environment
 from vlm_ecg.predict import Predictor, resolve_run
 
+quiet_environment()  # before gradio and huggingface_hub are imported
 try:
     predictor = Predictor.from_pretrained(resolve_run(None))
 except (OSError, ValueError) as exc:

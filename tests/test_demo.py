@@ -187,3 +187,11 @@ def test_run_without_explainer_says_how_to_train_one(served):
     text, overlay, rules, tree = panel.explain(make_examples(0)["LAD"].ecg.standardize(), served.predictor, None)
     assert "`vlm-ecg explain-train runs/x`" in text and overlay is None and tree is None
     assert "explain-train" in rules
+
+
+def test_demo_without_a_run_names_the_command_that_makes_one(tmp_path, monkeypatch, capsys):
+    from vlm_ecg.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--port", str(_free_port())]) == 2
+    assert "accelerate launch finetune" in capsys.readouterr().err

@@ -56,11 +56,18 @@ DISCLAIMER = (
 )
 
 
-def _gradio():
-    """gradio, imported with analytics and hub telemetry off unless the user chose otherwise (both are read when
-    gradio is imported)."""
+def quiet_environment() -> None:
+    """Switch gradio analytics and Hugging Face Hub telemetry off unless the user chose otherwise.
+
+    Both are read when gradio / huggingface_hub are imported, so entry points call this before loading anything.
+    """
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def _gradio():
+    """gradio, imported after `quiet_environment`."""
+    quiet_environment()
     import gradio
 
     return gradio
@@ -398,6 +405,7 @@ def launch_demo(
 
     Prints the command that trains a default run and returns 2 when there is no run to load.
     """
+    quiet_environment()
     try:
         predictor = Predictor.from_pretrained(resolve_run(run))
     except (OSError, ValueError) as exc:
