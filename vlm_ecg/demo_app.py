@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -30,24 +29,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .demo_explain import DemoExplainer, _png_array
+from .demo_explain import DemoExplainer, read_png
+from .demo_inputs import EXAMPLES, SEXES, UPLOAD_TYPES, YES_NO, DemoInputError, EcgSource
 from .ecg import Ecg
 from .errors import EcgError
-from .labels import VESSELS, Confounders
-from .predict import Prediction, Predictor, confounders_from_meta, resolve_run
+from .labels import VESSELS
+from .predict import Prediction, Predictor, resolve_run
 
 logger = logging.getLogger(__name__)
 
 MAX_FILE_SIZE = "10mb"  # a 12-lead 10-s WFDB record at 500 Hz is ~120 kB; long Holter-like files are refused
-UPLOAD_TYPES = [".hea", ".dat", ".mat", ".csv", ".tsv", ".npz"]
-EXAMPLES = {  # label shown -> culprit of the `vlm_ecg.synth.make_examples` record
-    "LAD occlusion (anterior)": "LAD",
-    "LCx occlusion (lateral)": "LCx",
-    "RCA occlusion (inferior)": "RCA",
-    "no occlusion": "none",
-}
-YES_NO = ["unknown", "no", "yes"]
-SEXES = ["unknown", "M", "F"]
 # The triage bars: P(occlusion) adjusted (what the decision uses) and raw (conditioned on this patient's stratum).
 ADJUSTED_BAR = "P(occlusion), confounder-adjusted"
 RAW_BAR = "P(occlusion | this patient)"
@@ -108,92 +99,6 @@ class _ImageSpool:
                 pass
 
 
-class DemoInputError(ValueError):
-    """What the user gave cannot be predicted (no file, several records, ...): shown in the page."""
-
-
-# ---------------------------------------------------------------------------------------------- inputs
-def _stage_upload(paths: list[str], folder: Path) -> Path:
-    """Copy uploaded files into one folder under their own names (a WFDB header finds its .dat there); return the
-    file to read. Gradio stores every upload in its own folder, so a .hea and its .dat never sit side by side."""
-    staged = []
-    for p in paths:
-        dst = folder / Path(p).name
-        shutil.copyfile(p, dst)
-        staged.append(dst)
-    headers = [p for p in staged if p.suffix.lower() == ".hea"]
-    others = [p for p in staged if p.suffix.lower() not in (".hea", ".dat", ".mat")]
-    if len(headers) > 1 or (headers and others) or len(others) > 1:
-        names = ", ".join(sorted(p.name for p in staged))
-        raise DemoInputError(
-            f"{len(staged)} files uploaded ({names}): upload one ECG at a time "
-            "(a WFDB record as its .hea and .dat together, or one .csv / .npz file)"
-        )
-    return headers[0] if headers else (others[0] if others else staged[0])
-
-
-def _confounders(base: Confounders | None, age, sex, hypertension, diabetes, prior_mi) -> Confounders | None:
-    """The patient: fields the user filled in override what the record states; all blank and nothing stated = None."""
-    base = base or Confounders()
-    history = {}
-    for name, value, default in (
-        ("hypertension", hypertension, base.hypertension),
-        ("diabetes", diabetes, base.diabetes),
-        ("prior_mi", prior_mi, base.prior_mi),
-    ):
-        history[name] = {"no": 0, "yes": 1}.get(value, default)
-    try:
-        age_years = float(age) if age not in (None, "") else base.age_years
-    except (TypeError, ValueError):
-        raise DemoInputError(f"age must be a number of years, got {age!r}") from None
-    if not math.isnan(age_years) and not 0 <= age_years <= 130:
-        raise DemoInputError(f"age must lie between 0 and 130 years, got {age_years:g}")
-    c = Confounders(age_years=age_years, sex=sex if sex in ("M", "F") else base.sex, **history)
-    known = not math.isnan(c.age_years) or c.sex or any(v != -1 for v in history.values())
-    return c if known else None
-
-
-class _DemoModel:
-    """The callbacks of the page, bound to one predictor, its example records and (optionally) an explainer."""
-
-    def __init__(self, predictor: Predictor, examples_seed: int):
-        from .synth import make_examples
-
-        self.predictor = predictor
-        records = make_examples(examples_seed)
-        self.examples = {label: records[culprit] for label, culprit in EXAMPLES.items()}
-
-    def load(self, files, example, age, sex, hypertension, diabetes, prior_mi) -> tuple[Ecg, Confounders | None, str]:
-        """The standardised record, the patient, and a display name, from an upload or an example.
-
-        Raises:
-            EcgError / DemoInputError: with a message for the page.
-        """
-        from .io import read_ecg
-
-        paths = [f if isinstance(f, str) else getattr(f, "name", str(f)) for f in (files or [])]
-        if paths:
-            with tempfile.TemporaryDirectory(prefix="vlm_ecg_upload_") as tmp:
-                target = _stage_upload(paths, Path(tmp))
-                try:
-                    ecg = read_ecg(target)
-                except EcgError as exc:  # name the file as the user knows it, not the staging folder
-                    raise type(exc)(Path(exc.source).name, exc.problem) from None
-                ecg.meta["source"] = target.name
-                stated = confounders_from_meta(ecg.meta)
-                name = target.name
-        elif example in self.examples:
-            record = self.examples[example]
-            ecg, stated, name = record.ecg, record.confounders, f"example: {example}"
-        else:
-            raise DemoInputError("no ECG given: upload a file (WFDB .hea + .dat, .csv or .npz) or pick an example")
-        try:
-            std = ecg.standardize()
-        except EcgError as exc:
-            raise type(exc)(name, exc.problem) from None
-        return std, _confounders(stated, age, sex, hypertension, diabetes, prior_mi), name
-
-
 # ---------------------------------------------------------------------------------------------- outputs
 def _decision_text(p: Prediction, stratum_name: str) -> str:
     verdict = "OCCLUSION SUSPECTED: refer for angiography now" if p.decision else "No occlusion suspected"
@@ -247,7 +152,7 @@ def build_demo(
     from .model_card import card_facts, facts_markdown
 
     gr = _gradio()
-    model = _DemoModel(predictor, examples_seed)
+    source = EcgSource(examples_seed)
     explainer = explainer if explainer is not None else DemoExplainer.for_predictor(predictor)
     spool = _ImageSpool()
     tree_path = spool.write(explainer.tree_png(), keep=True)
@@ -258,7 +163,7 @@ def build_demo(
 
     def predict(files, example, age, sex, hypertension, diabetes, prior_mi):
         try:
-            std, patient, name = model.load(files, example, age, sex, hypertension, diabetes, prior_mi)
+            std, patient, name = source.load(files, example, age, sex, hypertension, diabetes, prior_mi)
             p = predictor.predict(std, patient)
             image = spool.write(_render_page(std))
         except Exception as exc:  # every failure becomes a message in the page; the server stays up
@@ -279,7 +184,7 @@ def build_demo(
 
     def explain(files, example, age, sex, hypertension, diabetes, prior_mi, greedy=False):
         try:
-            std, patient, _ = model.load(files, example, age, sex, hypertension, diabetes, prior_mi)
+            std, patient, _ = source.load(files, example, age, sex, hypertension, diabetes, prior_mi)
             text, overlay, rules_text, _ = explainer.explain(std, predictor, patient, greedy=greedy)
             return text, spool.write(overlay), rules_text, tree_path
         except Exception as exc:
@@ -296,7 +201,7 @@ def build_demo(
         else "No run folder: model card facts unavailable."
     )
     plots = (
-        [spool.write(_png_array(p), keep=True) for p in sorted(predictor.run_dir.glob("plots/*.png"))]
+        [spool.write(read_png(p), keep=True) for p in sorted(predictor.run_dir.glob("plots/*.png"))]
         if predictor.run_dir
         else []
     )
@@ -373,7 +278,7 @@ def build_demo(
         files.upload(lambda: None, None, example, api_name=False)  # an upload replaces the chosen example
 
         def pick_example(label):
-            record = model.examples.get(label)
+            record = source.examples.get(label)
             if record is None:
                 return [gr.skip()] * 6
             c = record.confounders

@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 TRAIN_HINT = "train one with `vlm-ecg explain-train {run}`"
 
 
-def _png_array(path: str | Path | None) -> np.ndarray | None:
+def read_png(path: str | Path | None) -> np.ndarray | None:
     """A PNG as an (H, W, 3) uint8 array: the page gets pixels, so no file outside gradio's folders is served."""
     if path is None or not Path(path).is_file():
         return None
@@ -43,7 +43,7 @@ class DemoExplainer:
     def __init__(self, explainer, run_label: str = "RUN"):
         self.explainer = explainer
         self.run_label = run_label
-        self._tree = _png_array(explainer.tree_png)
+        self._tree = read_png(explainer.tree_png)
 
     @classmethod
     def for_predictor(cls, predictor) -> DemoExplainer:
@@ -127,4 +127,4 @@ class DemoExplainer:
 
         with tempfile.TemporaryDirectory(prefix="vlm_ecg_overlay_") as tmp:
             path = explanation.plot(Path(tmp) / "overlay.png", config=RenderConfig(dpi=100.0))
-            return _png_array(path)
+            return read_png(path)
