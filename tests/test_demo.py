@@ -189,6 +189,22 @@ def test_run_without_explainer_says_how_to_train_one(served):
     assert "explain-train" in rules
 
 
+def test_an_unloadable_explainer_leaves_the_demo_running_and_says_why(served, tmp_path):
+    import copy
+
+    from vlm_ecg.demo_explain import DemoExplainer
+
+    (tmp_path / "explainer").mkdir()
+    (tmp_path / "explainer" / "agent.json").write_text('{"format": "from another version"}')
+    (tmp_path / "explainer" / "agent.safetensors").write_bytes(b"not safetensors")
+    predictor = copy.copy(served.predictor)
+    predictor.run_dir = tmp_path
+    panel = DemoExplainer.for_predictor(predictor)
+    assert not panel.has_agent and "cannot be loaded" in panel.problem
+    text, *_ = panel.explain(make_examples(0)["LAD"].ecg.standardize(), predictor, None)
+    assert "cannot be loaded" in text and "explain-train" in text
+
+
 def test_demo_without_a_run_names_the_command_that_makes_one(tmp_path, monkeypatch, capsys):
     from vlm_ecg.cli import main
 

@@ -38,22 +38,34 @@ class DemoExplainer:
     Args:
         explainer: a `vlm_ecg.explain.Explainer` (its agent may be None: greedy search only).
         run_label: how the hint names the run (``vlm-ecg explain-train RUN``).
+        problem: why the run's explainer could not be loaded, shown instead of the usual hint.
     """
 
-    def __init__(self, explainer, run_label: str = "RUN"):
+    def __init__(self, explainer, run_label: str = "RUN", problem: str | None = None):
         self.explainer = explainer
         self.run_label = run_label
+        self.problem = problem
         self._tree = read_png(explainer.tree_png)
 
     @classmethod
     def for_predictor(cls, predictor) -> DemoExplainer:
-        """The explainer of the predictor's run (``RUN/explainer/``), or a greedy-only one when it has none."""
+        """The explainer of the predictor's run (``RUN/explainer/``), or a greedy-only one when it has none or when
+        it cannot be loaded (e.g. saved by another version): the demo still starts, and says so."""
         from .explain import Explainer, load_explainer
 
         run_dir = getattr(predictor, "run_dir", None)
         if run_dir is None:
             return cls(Explainer(predictor))
-        return cls(load_explainer(run_dir, predictor=predictor, require_agent=False), str(run_dir))
+        try:
+            return cls(load_explainer(run_dir, predictor=predictor, require_agent=False), str(run_dir))
+        except Exception as exc:  # an optional part: whatever breaks it, the demo runs (greedy search only)
+            logger.warning("%s: the explainer cannot be loaded (%s); greedy search only", run_dir, exc)
+            problem = f"the run's explainer cannot be loaded ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+            return cls(Explainer(predictor), str(run_dir), problem)
+
+    def _missing(self) -> str:
+        hint = TRAIN_HINT.format(run=self.run_label)
+        return f"{self.problem}; re{hint}" if self.problem else f"this run has no trained explainer; {hint}"
 
     @property
     def has_agent(self) -> bool:
@@ -63,11 +75,9 @@ class DemoExplainer:
         """The distilled tree's rules with its fidelity, or how to get them."""
         rules = self.explainer.rules
         if not rules:
-            return "**Decision-tree rules:** none (this run has no trained explainer; " + TRAIN_HINT.format(
-                run=self.run_label
-            ) + ")."  # fmt: skip
+            return f"**Decision-tree rules:** none ({self._missing()})."
         report = self.explainer.report
-        fidelity = next((report[k] for k in ("fidelity", "test_fidelity", "val_fidelity") if k in report), None)
+        fidelity = (report.get("distill") or {}).get("fidelity")
         head = "**Distilled decision tree** (the agent's first edit, as rules)"
         if isinstance(fidelity, (int, float)):
             head += f"; fidelity to the agent {fidelity:.2f}"
@@ -91,8 +101,8 @@ class DemoExplainer:
         positive = prob >= predictor.decision_threshold
         if not greedy and not self.has_agent:
             text = (
-                "**No trained explainer in this run**: " + TRAIN_HINT.format(run=self.run_label) + ". You can also "
-                "run the greedy counterfactual search below (hundreds of model calls: slow on a CPU)."
+                f"**No explainer**: {self._missing()}. You can also run the greedy counterfactual search below "
+                "(hundreds of model calls: slow on a CPU)."
             )
             return text, None, self.rules_markdown(), self._tree
         if not greedy and not positive:
