@@ -71,8 +71,13 @@ def predict_loader(model, loader, accelerator=None, adjusted: bool = True, progr
     return result
 
 
-def score_predictions(pred: dict, strata_names: list[str] | None = None, n_boot: int = 0, seed: int = 0) -> dict:
-    """`vlm_ecg.metrics.evaluate_predictions` on the output of `predict_loader` (plus the mean loss)."""
+def score_predictions(
+    pred: dict, strata_names: list[str] | None = None, n_boot: int = 0, seed: int = 0, threshold: float = 0.5
+) -> dict:
+    """`vlm_ecg.metrics.evaluate_predictions` on the output of `predict_loader` (plus the mean loss).
+
+    `threshold` is the decision threshold of the per-threshold and per-stratum rates (a run's own operating point).
+    """
     metrics = evaluate_predictions(
         pred["triage_true"],
         pred["triage_prob"],
@@ -83,6 +88,7 @@ def score_predictions(pred: dict, strata_names: list[str] | None = None, n_boot:
         stenosis_pred=pred["stenosis"],
         strata=pred["strata"],
         strata_names=strata_names,
+        threshold=threshold,
         n_boot=n_boot,
         seed=seed,
     )
@@ -195,7 +201,8 @@ def evaluate_run(
         sc = StrataConfig(**predictor.facts["strata"]["config"])
         strata, names = strata_from_columns(part, sc), strata_names(sc)
     pred = predict_dataset(predictor, part, strata, batch_size)
-    metrics = score_predictions(pred, names, n_boot=n_boot, seed=seed)
+    threshold = predictor.decision_threshold
+    metrics = score_predictions(pred, names, n_boot=n_boot, seed=seed, threshold=threshold)
     metrics["data"] = {"source": config.data, "split": split, "n": len(part)}
     out = Path(out_dir) if out_dir is not None else run_root / f"eval-{split}"
     save_metrics(metrics, out / "metrics.json")

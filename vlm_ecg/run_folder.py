@@ -233,7 +233,7 @@ def decision_threshold(val_pred: dict) -> dict:
 
 
 def write_run(out_dir: Path, *, accelerator, model, config, strata_config, prior, render_config, test_pred,
-              test_metrics, val_pred, val_metrics, state, schedule, subtypes, train_seconds, train_prevalence,
+              test_metrics, decision, val_metrics, state, schedule, subtypes, train_seconds, train_prevalence,
               batch_prevalence, logit_shift, rank_digests) -> Path:  # fmt: skip
     """Write `final/`, metrics, prior, DRIL report, plots and test predictions (main process only)."""
     import dataclasses
@@ -251,7 +251,7 @@ def write_run(out_dir: Path, *, accelerator, model, config, strata_config, prior
         "strata": {"config": strata_config.to_dict(), "names": names, "prior": [float(p) for p in prior]},
         "render": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(render_config).items()},
         "prevalence": {"train": train_prevalence, "batch": batch_prevalence, "triage_logit_shift": logit_shift},
-        "decision_threshold": decision_threshold(val_pred),
+        "decision_threshold": decision,
         "conditioned_on_strata": bool(config.condition_on_strata),
         "peft": _is_peft(unwrapped),
         "test_headline": {k: v for k, v in test_metrics.get("triage", {}).items() if not isinstance(v, (dict, list))},

@@ -293,8 +293,11 @@ def train(config: TrainConfig) -> Path:
     test_pred = predict_loader(unwrapped, eval_loaders["test"], accelerator, adjusted=True, progress=main)
     val_pred = predict_loader(unwrapped, eval_loaders["val"], accelerator, adjusted=True)
     if main:
-        test_metrics = score_predictions(test_pred, names, n_boot=config.bootstrap_samples, seed=config.seed)
-        val_metrics = score_predictions(val_pred, names, n_boot=0, seed=config.seed)
+        decision = run_folder.decision_threshold(val_pred)
+        test_metrics = score_predictions(
+            test_pred, names, n_boot=config.bootstrap_samples, seed=config.seed, threshold=decision["value"]
+        )
+        val_metrics = score_predictions(val_pred, names, n_boot=0, seed=config.seed, threshold=decision["value"])
         run_folder.write_run(
             out_dir,
             accelerator=accelerator,
@@ -305,7 +308,7 @@ def train(config: TrainConfig) -> Path:
             render_config=render_config,
             test_pred=test_pred,
             test_metrics=test_metrics,
-            val_pred=val_pred,
+            decision=decision,
             val_metrics=val_metrics,
             state=state,
             schedule=schedule,
