@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from torch.utils.data import Sampler
 
 from .labels import HISTORY_FIELDS, SEXES
+from .sampling import ResumableBatchSampler
 
 logger = logging.getLogger(__name__)
 
@@ -256,7 +256,7 @@ def _draw(pool: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
     return np.concatenate(passes)[:count] if passes else pool[:0]
 
 
-class StratifiedBalancedBatchSampler(Sampler[list[int]]):
+class StratifiedBalancedBatchSampler(ResumableBatchSampler):
     """Batches in which positives and negatives are balanced inside every confounder stratum.
 
     Scheme, for one epoch (seeded by ``(seed, epoch)``, identical on every rank):
@@ -356,40 +356,8 @@ class StratifiedBalancedBatchSampler(Sampler[list[int]]):
         if self._batches_per_rank == 0:
             raise ValueError(f"{n_units} units of {unit} samples make no batch of {batch_size} per rank")
 
-    def __len__(self) -> int:
-        """Batches per epoch on this rank."""
-        return self._batches_per_rank
-
-    def set_epoch(self, epoch: int) -> None:
-        if epoch != self.epoch:
-            self.epoch, self._position = epoch, 0
-
-    def state_dict(self, batches_consumed: int | None = None) -> dict:
-        """Plain dict for a checkpoint; `batches_consumed` overrides the count of batches yielded so far."""
-        position = self._position if batches_consumed is None else int(batches_consumed)
-        return {"epoch": self.epoch, "position": position, "seed": self.seed, "batches_per_rank": len(self)}
-
-    def load_state_dict(self, state: Mapping) -> None:
-        if state.get("seed", self.seed) != self.seed or state.get("batches_per_rank", len(self)) != len(self):
-            raise ValueError(
-                f"sampler state (seed {state.get('seed')}, {state.get('batches_per_rank')} batches) does not match "
-                f"this sampler (seed {self.seed}, {len(self)} batches): different data, stage or world size"
-            )
-        if not 0 <= state["position"] <= len(self):
-            raise ValueError(f"position {state['position']} outside 0..{len(self)}")
-        self.epoch, self._position = int(state["epoch"]), int(state["position"])
-
-    def __iter__(self) -> Iterator[list[int]]:
-        batches = self._plan(self.epoch)
-        while self._position < len(batches):
-            batch = batches[self._position]
-            self._position += 1
-            yield batch
-        self._position = 0
-
-    def _plan(self, epoch: int) -> list[list[int]]:
-        """This rank's batches of `epoch`."""
-        rng = np.random.default_rng([self.seed, epoch])
+    def _epoch_batches(self, rng: np.random.Generator) -> list[list[int]]:
+        """All ranks' batches of one epoch (see the class docstring, steps 1-3)."""
         r = self.negatives_per_positive
         units = []
         for pos, neg, m in self._groups:
@@ -399,9 +367,4 @@ class StratifiedBalancedBatchSampler(Sampler[list[int]]):
                 units.append(_draw(pos, m * (1 + r), rng).reshape(m, 1 + r))
         units = np.concatenate(units)[rng.permutation(sum(len(u) for u in units))]  # (U, 1 + r)
         per_batch = self.batch_size // (1 + r)
-        batches = [rng.permutation(units[i : i + per_batch].ravel()).tolist() for i in range(0, len(units), per_batch)]
-        if self.drop_last and len(batches[-1]) < self.batch_size:
-            batches.pop()
-        n_total = self._batches_per_rank * self.num_replicas
-        batches = (batches * (-(-n_total // len(batches))))[:n_total]  # pads, or drops the ragged tail
-        return batches[self.rank :: self.num_replicas]
+        return [rng.permutation(units[i : i + per_batch].ravel()).tolist() for i in range(0, len(units), per_batch)]
