@@ -78,16 +78,7 @@ def reused_figure_renderer(config: RenderConfig, ecgs: list[Ecg]) -> Callable[[i
         ecg = ecgs[i % len(ecgs)]
         segments: dict[int, list[np.ndarray]] = {}
         for p in layout.panels:
-            xs, ys = panel_polyline(
-                ecg.signal[LEADS.index(p.lead)],
-                ecg.fs,
-                p.start_s,
-                p.duration_s,
-                p.box_px[0],
-                p.baseline_y_px,
-                layout.px_per_s,
-                layout.px_per_mv,
-            )
+            xs, ys = panel_polyline(ecg.signal[LEADS.index(p.lead)], ecg.fs, p, layout)
             segments.setdefault(p.row, []).append(np.column_stack([xs, ys]))
         for r, segs in segments.items():
             rows[f"traces-row-{r}"].set_segments(segs)

@@ -116,16 +116,7 @@ def render_ecg_with_layout(
     width = trace_width_px(config, layout)
     parts = []
     for p in layout.panels:
-        xs, ys = panel_polyline(
-            signal[_LEAD_ROW[p.lead]],
-            record.fs,
-            p.start_s,
-            p.duration_s,
-            p.box_px[0],
-            p.baseline_y_px,
-            layout.px_per_s,
-            layout.px_per_mv,
-        )
+        xs, ys = panel_polyline(signal[_LEAD_ROW[p.lead]], record.fs, p, layout)
         parts.append(column_runs(xs, ys, (p.box_px[1], p.box_px[3]), width))
     cols, top, bottom = (np.concatenate(a) for a in zip(*parts, strict=True))
     img.reshape(-1, 3)[runs_to_index(cols, top, bottom, layout.width_px, layout.height_px)] = config.trace_rgb

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .render_layout import GRID_COLOURS, RenderConfig, RenderLayout, compute_layout
+from .render_layout import GRID_COLOURS, LeadPanel, RenderConfig, RenderLayout, compute_layout
 
 logger = logging.getLogger(__name__)
 
@@ -124,23 +124,16 @@ def runs_to_index(cols: np.ndarray, top: np.ndarray, bottom: np.ndarray, width: 
 
 
 def panel_polyline(
-    signal_mv: np.ndarray,
-    fs: float,
-    start_s: float,
-    duration_s: float,
-    x0: float,
-    baseline_y: float,
-    px_per_s: float,
-    px_per_mv: float,
+    signal_mv: np.ndarray, fs: float, panel: LeadPanel, layout: RenderLayout
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Vertices (x, y) in pixels of the samples of one lead inside the window [start_s, start_s + duration_s]."""
-    i0 = max(0, math.ceil(start_s * fs - _EPS))
-    i1 = min(signal_mv.size - 1, math.floor((start_s + duration_s) * fs + _EPS))
+    """Vertices (x, y) in pixels of one lead's samples inside its panel's window [start_s, start_s + duration_s]."""
+    i0 = max(0, math.ceil(panel.start_s * fs - _EPS))
+    i1 = min(signal_mv.size - 1, math.floor((panel.start_s + panel.duration_s) * fs + _EPS))
     if i1 < i0:
         return np.zeros(0), np.zeros(0)
     idx = np.arange(i0, i1 + 1, dtype=np.float64)
-    xs = x0 + (idx / fs - start_s) * px_per_s
-    ys = baseline_y - signal_mv[i0 : i1 + 1].astype(np.float64) * px_per_mv
+    xs = panel.box_px[0] + (idx / fs - panel.start_s) * layout.px_per_s
+    ys = panel.baseline_y_px - signal_mv[i0 : i1 + 1].astype(np.float64) * layout.px_per_mv
     return xs, ys
 
 

@@ -83,16 +83,7 @@ def figure_ecg(ecg: Ecg, config: RenderConfig | None = None, layout: RenderLayou
         ax.add_collection(LineCollection(pulses, linewidths=lw, colors=[ink], joinstyle="miter", capstyle="butt"))
     rows: dict[int, list[np.ndarray]] = {}
     for p in layout.panels:
-        xs, ys = panel_polyline(
-            ecg.signal[LEADS.index(p.lead)],
-            ecg.fs,
-            p.start_s,
-            p.duration_s,
-            p.box_px[0],
-            p.baseline_y_px,
-            layout.px_per_s,
-            layout.px_per_mv,
-        )
+        xs, ys = panel_polyline(ecg.signal[LEADS.index(p.lead)], ecg.fs, p, layout)
         if xs.size:
             rows.setdefault(p.row, []).append(np.column_stack([xs, ys]))
     for r, segments in rows.items():
