@@ -75,7 +75,7 @@ class TrainConfig:
     lora_alpha: int = _f(16, "LoRA alpha.")
     lora_dropout: float = _f(0.05, "LoRA dropout.")
     # ---- optimisation
-    num_epochs: int = _f(6, "Epochs of the final (all-data) stage; DRIL stages add `dril_epochs_per_stage` each.")
+    num_epochs: int = _f(4, "Epochs of the final (all-data) stage; DRIL stages add `dril_epochs_per_stage` each.")
     per_device_batch_size: int = _f(16, "Batch size per process.")
     gradient_accumulation_steps: int = _f(1, "Micro-batches per optimizer step.")
     learning_rate: float = _f(1e-3, "Peak learning rate of AdamW (trained-from-scratch parts).")
