@@ -23,10 +23,11 @@ def fitted():
     y = np.where(x[:, st_v3] > 0.1, space.index("V3", "ST", -0.1), space.index("V2", "T", -0.2))
     y = np.where((x[:, st_v3] <= 0.1) & (x[:, t_v2] < -0.2), space.index("II", "ST", -0.05), y)
     y[rng.random(len(y)) < 0.05] = space.index("V5", "T", 0.1)  # a little disagreement
-    clf = DecisionTreeClassifier(max_depth=5, random_state=0).fit(x, y)
+    n_levels = len(space.levels_mv)
+    clf = DecisionTreeClassifier(max_depth=5, random_state=0).fit(x, y // n_levels)  # classes: edits
     names_of_actions = [space.name(a) for a in range(len(space))]
     prior = np.bincount(y, minlength=len(space)).astype(float)
-    return clf, TreePolicy.from_sklearn(clf, names, names_of_actions, prior), x, y, space
+    return clf, TreePolicy.from_sklearn(clf, names, names_of_actions, prior, n_levels), x, y, space
 
 
 def test_json_round_trip_equals_sklearn(fitted, tmp_path):
@@ -42,6 +43,9 @@ def test_json_round_trip_equals_sklearn(fitted, tmp_path):
     for k, node in enumerate(inner):
         probe[k, clf.tree_.feature[node]] = clf.tree_.threshold[node]
     np.testing.assert_array_equal(rebuilt.predict(probe), clf.predict(probe))
+    np.testing.assert_array_equal(
+        rebuilt.act(probe, np.ones((len(probe), 288), bool)), tree.act(probe, np.ones((len(probe), 288), bool))
+    )
     np.testing.assert_allclose(rebuilt.predict_proba(probe), clf.predict_proba(probe), atol=1e-12)
     np.testing.assert_array_equal(rebuilt.apply(probe), clf.apply(probe))
     assert rebuilt.depth == clf.get_depth() <= 5
@@ -55,15 +59,23 @@ def test_load_refuses_other_json(tmp_path):
 
 def test_act_respects_the_mask_and_fidelity(fitted):
     _, tree, x, y, space = fitted
+    n_levels = tree.n_levels
     masks = np.ones((len(x), len(space)), dtype=bool)
     acted = tree.act(x, masks)
-    np.testing.assert_array_equal(acted, tree.predict(x))
-    assert fidelity(tree, x, masks, y) == pytest.approx(float((tree.predict(x) == y).mean()))
+    np.testing.assert_array_equal(acted // n_levels, tree.predict(x))  # the predicted edit ...
+    np.testing.assert_array_equal(acted, [tree.usual_action(e) for e in tree.predict(x)])  # ... at its usual size
+    assert space.edit(tree.usual_action(space.index("V3", "ST", -0.1) // n_levels)).amplitude_mv == -0.1
+    assert fidelity(tree, x, masks, y) == pytest.approx(float((tree.predict(x) == y // n_levels).mean()))
     assert fidelity(tree, x, masks, y) > 0.85
-    # forbid the tree's choice: it takes another allowed action, never a forbidden one
+    assert fidelity(tree, x, masks, y, with_size=True) == pytest.approx(float((acted == y).mean()))
+    # forbid the usual size: the same edit at another size comes next; forbid the whole edit: another edit
     masks[np.arange(len(x)), acted] = False
     second = tree.act(x, masks)
-    assert masks[np.arange(len(x)), second].all() and (second != acted).all()
+    assert (second // n_levels == acted // n_levels).all() and (second != acted).all()
+    for k in range(n_levels):
+        masks[np.arange(len(x)), (acted // n_levels) * n_levels + k] = False
+    third = tree.act(x, masks)
+    assert masks[np.arange(len(x)), third].all() and (third // n_levels != acted // n_levels).all()
     assert fidelity(tree, x[:0], masks[:0], y[:0]) != fidelity(tree, x[:0], masks[:0], y[:0])  # NaN when empty
 
 
@@ -73,5 +85,5 @@ def test_rules_are_readable(fitted):
     assert len(rules) == int((tree.children_left < 0).sum())
     assert all(r.startswith("Rule ") and " IF " in r and " THEN " in r for r in rules)
     assert all(r.split(" IF ")[1].startswith('"V3 ST (mV)') for r in rules)  # the root's test comes first
-    assert any('"V3 ST (mV) > 0.100"' in r and r.endswith("by 0.10 mV  [97% of the agent's actions in this leaf]")
-               for r in rules)  # fmt: skip
+    assert any('"V3 ST (mV) > 0.100"' in r and "THEN lower V3 ST segment (J+60 ms) by 0.10 mV  [9" in r
+               and r.endswith("% of the agent's edits in this leaf]") for r in rules)  # fmt: skip

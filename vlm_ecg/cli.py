@@ -255,6 +255,82 @@ def _cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- explain
+def _add_explain(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("explain-train", help="train a run's counterfactual explainer (RL agent + decision tree)")
+    p.add_argument("run", type=Path, help="run folder (runs/NAME); writes RUN/explainer/")
+    p.add_argument("--total-queries", type=int, default=16000, help="model calls to spend on training the agent")
+    p.add_argument("--algorithm", default="sac", choices=["sac", "ppo"], help="soft actor-critic or PPO")
+    p.add_argument("--n-envs", type=int, default=32, help="episodes run side by side (one batched call per step)")
+    p.add_argument("--n-train", type=int, default=800, help="training-split ECGs considered (0 = all)")
+    p.add_argument("--n-val", type=int, default=400, help="validation-split ECGs for distillation (0 = all)")
+    p.add_argument("--max-depth", type=int, default=5, help="depth of the distilled tree (<= 5)")
+    p.add_argument("--dagger-rounds", type=int, default=1, help="DAgger re-roll-outs during distillation")
+    p.add_argument("--levels", type=float, nargs="+", default=[0.1, 0.2, 0.3], help="edit step sizes, mV")
+    p.add_argument("--max-steps", type=int, default=6, help="edits per explanation at most")
+    p.add_argument("--limb-policy", default="dipole", choices=["dipole", "isolated"], help="limb-lead edits")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=_cmd_explain_train)
+    p = sub.add_parser("explain", help="explain the triage decision on ECG files: edits that flip it, report, overlay")
+    p.add_argument("files", nargs="+", type=Path, help="ECG files (WFDB, .csv, .npz)")
+    p.add_argument("--run", type=Path, default=Path("runs/default"), help="run folder with final/ and explainer/")
+    p.add_argument("--out", type=Path, required=True, help="output folder (one NAME.report.json / .overlay.png each)")
+    p.add_argument("--method", default="auto", choices=["auto", "agent", "tree", "greedy"])
+    p.add_argument("--top-k", type=int, default=4, help="agent: edits tried per step in one batched call (1 = policy)")
+    p.set_defaults(func=_cmd_explain)
+
+
+def _cmd_explain_train(args: argparse.Namespace) -> int:
+    import json
+
+    from .explain.agent import AgentConfig
+    from .explain.environment import EnvConfig
+    from .explain.training import ExplainTrainConfig, train_explainer
+
+    try:
+        config = ExplainTrainConfig(n_train_ecgs=args.n_train, n_val_ecgs=args.n_val, max_depth=args.max_depth,
+                                    dagger_rounds=args.dagger_rounds, seed=args.seed)  # fmt: skip
+        agent_config = AgentConfig(
+            algorithm=args.algorithm, total_queries=args.total_queries, n_envs=args.n_envs, seed=args.seed
+        )
+        env_config = EnvConfig(levels_mv=tuple(args.levels), max_steps=args.max_steps, limb_policy=args.limb_policy)
+        out = train_explainer(args.run, config, agent_config, env_config, progress=not args.no_progress)
+    except (OSError, ValueError) as exc:  # no run, nothing predicted positive, bad settings
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report = json.loads((out / "distill_report.json").read_text())
+    d = report["distill"]
+    print(
+        f"wrote {out}: agent validity {d['agent_validity']:.2f}, tree fidelity {d['fidelity']:.2f}, "
+        f"tree validity {d['tree_validity']:.2f} ({report['seconds']:.0f} s, {report['queries']} calls)"
+    )
+    return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from .errors import EcgError
+    from .explain.explainer import load_explainer
+
+    try:
+        explainer = load_explainer(args.run, require_agent=args.method in ("agent", "tree"))
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    failed = 0
+    for path in args.files:
+        try:
+            explanation = explainer.explain(path, method=args.method, top_k=args.top_k)
+        except (EcgError, ValueError) as exc:
+            print(f"failed: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        paths = explanation.save(args.out, stem=f"{path.stem}.")
+        print(f"{path}: {explanation.summary()}")
+        print(f"  wrote {paths['report']}, {paths['overlay']}, {paths['counterfactual']}")
+    return 1 if failed else 0
+
+
 # ---------------------------------------------------------------------------------------------- demo
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="serve the web demo (Gradio) of a run on 127.0.0.1")
@@ -284,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(sub)
     _add_push(sub)
     _add_demo(sub)
+    _add_explain(sub)
     return parser
 
 

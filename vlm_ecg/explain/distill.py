@@ -6,14 +6,18 @@
     print(distiller.tree_.rules())                    # IF "V3 ST (mV) > 0.12" AND ... THEN lower V3 ST ... by 0.10 mV
 
 Method (ReLAX's distillation, with DAgger, Ross et al. 2011): roll the agent out greedily on the fitting ECGs and
-label every visited state with the agent's action; fit a scikit-learn `DecisionTreeClassifier` (state features ->
-action); then roll the TREE out on the same ECGs, label the states it visits with the agent's action, add them
-and refit (`dagger_rounds` times), so the tree also learns what the agent would do where the tree goes. Held-out
-ECGs give the fidelity (share of the agent's states where the tree picks the agent's action) and the validity of
+label every visited state with the agent's edit; fit a scikit-learn `DecisionTreeClassifier` (state features ->
+edit); then roll the TREE out on the same ECGs, label the states it visits with the agent's edit, add them and
+refit (`dagger_rounds` times), so the tree also learns what the agent would do where the tree goes. Held-out ECGs
+give the fidelity (share of the agent's states where the tree picks the agent's edit) and the validity of
 counterfactuals found by following the tree alone.
 
-The tree acts through the same action mask as the agent: it takes its most probable class that is allowed in
-the state (its leaf's class shares, ties and unseen cases broken by how often the agent used each action).
+The tree's classes are edits, (lead, segment, direction) ("lower V2 ST"), the decision a reader follows; the step
+size is the one the agent used most for that edit (`TreePolicy.act`), so rules read "THEN lower V2 ST segment
+(J+60 ms) by 0.10 mV". `fidelity_` counts agreement on the edit, `action_fidelity_` on the edit and its size. The
+tree acts through the same action mask as the agent: it takes its most probable edit that is allowed in the state
+(the agent's usual size first, another size of the same edit next; ties broken by how often the agent used each
+action).
 
 The fitted tree is stored WITHOUT pickle: its arrays (children, feature, threshold, value, classes, names) go
 to JSON and `TreePolicy` rebuilds a predictor from them that equals sklearn's `predict`.
@@ -36,21 +40,22 @@ TREE_FORMAT = "vlm_ecg-explainer-tree/1"
 
 
 class TreePolicy:
-    """A fitted classification tree as plain arrays: predicts (and acts) without sklearn or pickle.
+    """A fitted classification tree as plain arrays: predicts edits (and acts) without sklearn or pickle.
 
     Args:
         children_left, children_right: (nodes,) child indices, -1 at leaves.
         feature: (nodes,) feature index tested at each split node (negative at leaves).
         threshold: (nodes,) split threshold: go left when ``x[feature] <= threshold``.
         value: (nodes, classes) class weights at each node.
-        classes: (classes,) action index of each class.
+        classes: (classes,) edit index of each class (action // n_levels: (lead, segment, direction)).
         feature_names: names of the state features.
         action_names: (n_actions,) words of every action of the action space.
-        action_prior: (n_actions,) how often the agent took each action (tie-breaking and fallback).
+        action_prior: (n_actions,) how often the agent took each action (step size per edit, tie-breaking).
+        n_levels: step sizes per edit in the action space.
     """
 
     def __init__(self, children_left, children_right, feature, threshold, value, classes, feature_names,
-                 action_names, action_prior):  # fmt: skip
+                 action_names, action_prior, n_levels):  # fmt: skip
         self.children_left = np.asarray(children_left, dtype=np.int64)
         self.children_right = np.asarray(children_right, dtype=np.int64)
         self.feature = np.asarray(feature, dtype=np.int64)
@@ -60,12 +65,13 @@ class TreePolicy:
         self.feature_names = list(feature_names)
         self.action_names = list(action_names)
         self.action_prior = np.asarray(action_prior, dtype=np.float64)
+        self.n_levels = int(n_levels)
 
     @classmethod
-    def from_sklearn(cls, clf, feature_names, action_names, action_prior) -> TreePolicy:
+    def from_sklearn(cls, clf, feature_names, action_names, action_prior, n_levels) -> TreePolicy:
         t = clf.tree_
         return cls(t.children_left, t.children_right, t.feature, t.threshold, t.value[:, 0, :], clf.classes_,
-                   feature_names, action_names, action_prior)  # fmt: skip
+                   feature_names, action_names, action_prior, n_levels)  # fmt: skip
 
     # ------------------------------------------------------------------ predicting
     @property
@@ -97,13 +103,22 @@ class TreePolicy:
         return v / np.maximum(v.sum(axis=1, keepdims=True), 1e-12)
 
     def predict(self, states: np.ndarray) -> np.ndarray:
-        """(N,) action index (sklearn's `predict`, mask ignored)."""
+        """(N,) edit index (sklearn's `predict`, mask ignored)."""
         return self.classes[self.value[self.apply(states)].argmax(axis=1)]
+
+    def usual_action(self, edit: int) -> int:
+        """The action of `edit` with the step size the agent used most for it."""
+        sizes = self.action_prior[edit * self.n_levels : (edit + 1) * self.n_levels]
+        return edit * self.n_levels + int(np.argmax(sizes))
 
     def act(self, states: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """(N,) the most probable allowed action at each state (see the module docstring)."""
-        scores = np.zeros(masks.shape)
-        scores[:, self.classes] = self.predict_proba(states)
+        n_actions = masks.shape[1]
+        edit_scores = np.zeros((len(states), n_actions // self.n_levels))
+        edit_scores[:, self.classes] = self.predict_proba(states)
+        usual = np.zeros(n_actions)
+        usual[[self.usual_action(e) for e in range(n_actions // self.n_levels)]] = 1.0
+        scores = np.repeat(edit_scores, self.n_levels, axis=1) * (0.5 + 0.5 * usual)[None]
         prior = self.action_prior / max(self.action_prior.max(), 1e-12)
         scores = scores + 1e-6 * prior[None] + 1e-9  # every allowed action beats every masked one
         return np.where(masks, scores, -1.0).argmax(axis=1)
@@ -128,8 +143,8 @@ class TreePolicy:
                     else:
                         conds.append(f"{name} <= {hi:.3f}")
                 cond = " AND ".join(f'"{c}"' for c in conds) or "always"
-                action = self.action_names[int(self.classes[k])]
-                lines.append(f"IF {cond} THEN {action}  [{share:.0%} of the agent's actions in this leaf]")
+                action = self.action_names[self.usual_action(int(self.classes[k]))]
+                lines.append(f"IF {cond} THEN {action}  [{share:.0%} of the agent's edits in this leaf]")
                 return
             f, thr = int(self.feature[node]), float(self.threshold[node])
             lo, hi = bounds.get(f, [-np.inf, np.inf])
@@ -152,6 +167,7 @@ class TreePolicy:
             "feature_names": self.feature_names,
             "action_names": self.action_names,
             "action_prior": self.action_prior.tolist(),
+            "n_levels": self.n_levels,
         }
 
     def save(self, path: str | Path) -> Path:
@@ -171,11 +187,16 @@ class TreePolicy:
         return cls(**data)
 
 
-def fidelity(tree: TreePolicy, states: np.ndarray, masks: np.ndarray, actions: np.ndarray) -> float:
-    """Share of states where the tree (acting through the mask) takes the agent's action (NaN without states)."""
+def fidelity(tree: TreePolicy, states: np.ndarray, masks: np.ndarray, actions: np.ndarray,
+             with_size: bool = False) -> float:  # fmt: skip
+    """Share of states where the tree (acting through the mask) makes the agent's edit (and, `with_size`, with the
+    agent's step size); NaN without states."""
     if len(actions) == 0:
         return float("nan")
-    return float((tree.act(states, masks) == actions).mean())
+    chosen = tree.act(states, masks)
+    if with_size:
+        return float((chosen == actions).mean())
+    return float((chosen // tree.n_levels == np.asarray(actions) // tree.n_levels).mean())
 
 
 class TreeDistiller:
@@ -189,7 +210,7 @@ class TreeDistiller:
         seed: the ECG split and the tree's tie-breaking.
     """
 
-    def __init__(self, max_depth: int = 5, min_samples_leaf: int = 3, dagger_rounds: int = 1,
+    def __init__(self, max_depth: int = 5, min_samples_leaf: int = 10, dagger_rounds: int = 1,
                  holdout_fraction: float = 0.3, seed: int = 0):  # fmt: skip
         self.max_depth = max_depth
         self.min_samples_leaf = min_samples_leaf
@@ -197,15 +218,22 @@ class TreeDistiller:
         self.holdout_fraction = holdout_fraction
         self.seed = seed
 
-    def _fit_tree(self, states, actions, names, action_names, prior) -> tuple[TreePolicy, object]:
+    def _fit_tree(self, states, actions, names, action_names, prior, n_levels) -> tuple[TreePolicy, object]:
         from sklearn.tree import DecisionTreeClassifier
 
         clf = DecisionTreeClassifier(max_depth=self.max_depth, min_samples_leaf=self.min_samples_leaf,
-                                     random_state=self.seed).fit(states, actions)  # fmt: skip
-        return TreePolicy.from_sklearn(clf, names, action_names, prior), clf
+                                     random_state=self.seed).fit(states, actions // n_levels)  # fmt: skip
+        return TreePolicy.from_sklearn(clf, names, action_names, prior, n_levels), clf
 
-    def fit(self, agent, env, idx: np.ndarray) -> TreeDistiller:
+    def fit(self, agent, env, idx: np.ndarray, extra: list[tuple] | None = None) -> TreeDistiller:
         """Distil `agent` on pool ECGs `idx` of `env` (split into fitting and held-out ECGs).
+
+        Args:
+            agent: the `CounterfactualAgent`.
+            env: environment of the distillation ECGs (validation split).
+            idx: its pool indices to use (the positives).
+            extra: more (env, idx) pairs whose roll-outs are only fitted on (e.g. the training split's positives:
+                more states for the tree); fidelity and validity always come from held-out ECGs of `env`.
 
         Raises:
             ValueError: fewer than 2 ECGs, or the agent took no step on the fitting ECGs.
@@ -220,25 +248,31 @@ class TreeDistiller:
         fit_idx, hold_idx = order[n_hold:], order[:n_hold]
         names = agent.feature_names
         action_names = [agent.actions.name(a) for a in range(len(agent.actions))]
+        sources = [(env, fit_idx), *((e, np.asarray(i)) for e, i in (extra or []) if len(i))]
 
-        _, traj = run_episodes(env, fit_idx, agent.policy)
-        if len(traj["actions"]) == 0:
+        seen = [run_episodes(e, i, agent.policy)[1] for e, i in sources]
+        states = np.concatenate([t["states"] for t in seen])
+        actions = np.concatenate([t["actions"] for t in seen])
+        if len(actions) == 0:
             raise ValueError("the agent took no step on the distillation ECGs (none is predicted positive?)")
-        states, actions = traj["states"], traj["actions"]
         prior = np.bincount(actions, minlength=len(agent.actions)).astype(float)
-        tree, clf = self._fit_tree(states, actions, names, action_names, prior)
+        n_levels = len(agent.actions.levels_mv)
+        tree, clf = self._fit_tree(states, actions, names, action_names, prior, n_levels)
         for _ in range(self.dagger_rounds):
-            _, visited = run_episodes(env, fit_idx, tree.act)
-            if len(visited["actions"]) == 0:
+            visited = [run_episodes(e, i, tree.act)[1] for e, i in sources]
+            new_states = np.concatenate([v["states"] for v in visited])
+            if len(new_states) == 0:
                 break
-            states = np.concatenate([states, visited["states"]])
-            actions = np.concatenate([actions, agent.policy(visited["states"], visited["masks"])])
-            tree, clf = self._fit_tree(states, actions, names, action_names, prior)
+            new_masks = np.concatenate([v["masks"] for v in visited])
+            states = np.concatenate([states, new_states])
+            actions = np.concatenate([actions, agent.policy(new_states, new_masks)])
+            tree, clf = self._fit_tree(states, actions, names, action_names, prior, n_levels)
 
         agent_ep, held = run_episodes(env, hold_idx, agent.policy)
         tree_ep, tree_seen = run_episodes(env, hold_idx, tree.act)
         self.tree_, self.sklearn_tree_ = tree, clf
         self.fidelity_ = fidelity(tree, held["states"], held["masks"], held["actions"])
+        self.action_fidelity_ = fidelity(tree, held["states"], held["masks"], held["actions"], with_size=True)
         self.fidelity_on_tree_states_ = fidelity(tree, tree_seen["states"], tree_seen["masks"],
                                                  agent.policy(tree_seen["states"], tree_seen["masks"]))  # fmt: skip
         self.validity_ = float(tree_ep.flipped.mean())
@@ -248,15 +282,16 @@ class TreeDistiller:
             "depth": tree.depth,
             "leaves": int((tree.children_left < 0).sum()),
             "dagger_rounds": self.dagger_rounds,
-            "fit_ecgs": int(len(fit_idx)),
+            "fit_ecgs": int(sum(len(i) for _, i in sources)),
             "holdout_ecgs": int(len(hold_idx)),
             "fit_states": int(len(actions)),
             "holdout_states": int(len(held["actions"])),
             "fidelity": self.fidelity_,
+            "action_fidelity": self.action_fidelity_,
             "fidelity_on_tree_states": self.fidelity_on_tree_states_,
             "tree_validity": self.validity_,
             "agent_validity": self.agent_validity_,
-            "train_accuracy": float((tree.predict(states) == actions).mean()),
+            "train_accuracy": float((tree.predict(states) == actions // n_levels).mean()),
         }
         logger.info("distilled tree: depth %d, fidelity %.2f, tree validity %.2f (agent %.2f)", tree.depth,
                     self.fidelity_, self.validity_, self.agent_validity_)  # fmt: skip
@@ -275,11 +310,11 @@ class TreeDistiller:
 
         tree = self.tree_
         leaves = int((tree.children_left < 0).sum())
-        short = [_short_action(tree.action_names[int(c)]) for c in tree.classes]
+        short = [_short_action(tree.action_names[tree.usual_action(int(c))]) for c in tree.classes]
         fig, ax = plt.subplots(figsize=(max(10.0, 2.4 * leaves), 2.2 * (tree.depth + 1) + 1))
         plot_tree(self.sklearn_tree_, feature_names=tree.feature_names, class_names=short, filled=True,
                   impurity=False, proportion=True, rounded=True, fontsize=8, ax=ax)  # fmt: skip
-        ax.set_title("What the explainer does: distilled decision tree (class = next edit)")
+        ax.set_title("What the explainer does: distilled decision tree (class = next edit, usual step size)")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")

@@ -39,12 +39,12 @@ def _help(text: str, default: object) -> object:
 class EnvConfig:
     """The edit space and the reward (saved with the agent; the greedy baseline uses the same)."""
 
-    levels_mv: tuple[float, ...] = _help("step sizes an action can take, mV", (0.05, 0.1, 0.2))
-    max_steps: int = _help("edits per episode at most", 5)
+    levels_mv: tuple[float, ...] = _help("step sizes an action can take, mV", (0.1, 0.2, 0.3))
+    max_steps: int = _help("edits per episode at most", 6)
     limb_policy: str = _help("'dipole' (limb leads stay Einthoven-consistent) or 'isolated'", "dipole")
     flip_bonus: float = _help("reward for flipping the decision", 1.0)
     progress_weight: float = _help("weight of the shaped progress towards the threshold (scaled logit)", 1.0)
-    size_cost_per_mv: float = _help("cost per mV of edit", 2.0)
+    size_cost_per_mv: float = _help("cost per mV of edit", 1.0)
     count_cost: float = _help("cost of touching one more (lead, segment)", 0.05)
 
     def __post_init__(self) -> None:
@@ -166,13 +166,17 @@ class Episodes:
     def flipped(self) -> np.ndarray:
         return self.margin < 0
 
+    def take(self, rows: np.ndarray) -> Episodes:
+        """Copies of episodes `rows` (repeats allowed): candidate edits are tried on copies of the same state."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return Episodes(idx=self.idx[rows], edits=self.edits[rows].copy(), prob=self.prob[rows].copy(),
+                        margin=self.margin[rows].copy(), steps=self.steps[rows].copy(),
+                        active=self.active[rows].copy(), order=[list(self.order[i]) for i in rows],
+                        probs=[list(self.probs[i]) for i in rows])  # fmt: skip
+
     def repeat(self, i: int, n: int) -> Episodes:
         """n copies of episode i (the greedy search tries every action from the same state)."""
-        return Episodes(idx=np.repeat(self.idx[i : i + 1], n), edits=np.repeat(self.edits[i : i + 1], n, axis=0),
-                        prob=np.repeat(self.prob[i : i + 1], n), margin=np.repeat(self.margin[i : i + 1], n),
-                        steps=np.repeat(self.steps[i : i + 1], n), active=np.repeat(self.active[i : i + 1], n),
-                        order=[list(self.order[i]) for _ in range(n)],
-                        probs=[list(self.probs[i]) for _ in range(n)])  # fmt: skip
+        return self.take(np.full(n, i))
 
     def edit_list(self, i: int) -> list[Edit]:
         """Episode i's edits, merged per (lead, segment), in the order first applied."""

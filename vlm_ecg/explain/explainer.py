@@ -74,13 +74,15 @@ class Explainer:
     def env_config(self) -> EnvConfig:
         return self.agent.env_config if self.agent is not None else EnvConfig()
 
-    def explain(self, ecg: Ecg | str | Path, method: str = "auto", confounders=None) -> Explanation:
+    def explain(self, ecg: Ecg | str | Path, method: str = "auto", confounders=None, top_k: int = 4) -> Explanation:
         """Explain the model's triage decision on one ECG (read and standardised to 500 Hz, 10 s first).
 
         Args:
             ecg: a record or an ECG file (WFDB, CSV, NPZ).
             method: "auto", "agent", "tree" or "greedy" (see the module docstring).
             confounders: the patient's `Confounders` (age, sex, history) for the model's stratum; None = unknown.
+            top_k: agent only: the policy's k best edits are tried per step in one batched model call and the best
+                is kept (1 = the plain greedy policy, one call per step; see `CounterfactualAgent.rollout`).
 
         Raises:
             EcgError: the file cannot be read, or the record cannot be delineated (fewer than 2 beats).
@@ -117,7 +119,7 @@ class Explainer:
             scale = max(abs(float(logit(pool.prob0[0]) - logit(blackbox.threshold))), 1e-6)
         env = EditEnv(pool, blackbox, config, scale, direction=1 if positive or method != "greedy" else -1)
         if method == "agent":
-            episodes = self.agent.rollout(env, np.array([0]))
+            episodes = self.agent.rollout(env, np.array([0]), top_k=top_k)
         elif method == "tree":
             episodes = run_episodes(env, np.array([0]), self.tree.act)[0]
         else:
@@ -136,6 +138,7 @@ class Explainer:
             seconds=time.perf_counter() - start,
             n_queries=blackbox.n_queries,
             limb_policy=config.limb_policy,
+            top_k=top_k if method == "agent" else 1,
             notes=notes,
         )
         if edits and not explanation.flipped:
@@ -144,9 +147,11 @@ class Explainer:
 
 
 def explainer_dir(run_dir: str | Path) -> Path:
-    """`runs/NAME` -> `runs/NAME/explainer` (a path to an explainer folder itself is returned as is)."""
+    """`runs/NAME` or `runs/NAME/final` -> `runs/NAME/explainer` (an explainer folder itself is returned as is)."""
+    from ..predict import run_root
+
     path = Path(run_dir)
-    return path if (path / "agent.json").is_file() else path / EXPLAINER_DIR
+    return path if (path / "agent.json").is_file() else run_root(path) / EXPLAINER_DIR
 
 
 def load_explainer(run_dir: str | Path, predictor=None, require_agent: bool = True) -> Explainer:
@@ -178,7 +183,7 @@ def load_explainer(run_dir: str | Path, predictor=None, require_agent: bool = Tr
 
 
 def explain(ecg: Ecg | str | Path, model_or_predictor, explainer: Explainer | None = None, method: str = "auto",
-            confounders=None) -> Explanation:  # fmt: skip
+            confounders=None, top_k: int = 4) -> Explanation:  # fmt: skip
     """Explain the model's triage decision on `ecg` with edits that flip it.
 
     Args:
@@ -188,6 +193,7 @@ def explain(ecg: Ecg | str | Path, model_or_predictor, explainer: Explainer | No
         explainer: a loaded `Explainer` (overrides the one found from `model_or_predictor`).
         method: "auto", "agent", "tree" or "greedy".
         confounders: the patient's `Confounders`, None = unknown.
+        top_k: edits the agent tries per step (see `Explainer.explain`).
 
     Returns:
         The `Explanation` (ordered edits, counterfactual ECG, probability before / after, `.save(out_dir)`).
@@ -201,4 +207,4 @@ def explain(ecg: Ecg | str | Path, model_or_predictor, explainer: Explainer | No
             explainer = Explainer(model_or_predictor)
         else:
             explainer = Explainer(Predictor(model_or_predictor))
-    return explainer.explain(ecg, method=method, confounders=confounders)
+    return explainer.explain(ecg, method=method, confounders=confounders, top_k=top_k)

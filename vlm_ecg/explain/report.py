@@ -41,6 +41,7 @@ class Explanation:
         seconds: wall time of the search.
         n_queries: model calls the search made.
         limb_policy: how limb-lead edits were propagated ("dipole" or "isolated").
+        top_k: agent edits tried per step (1 = the plain policy).
         notes: anything the reader should know (e.g. why nothing was edited).
     """
 
@@ -55,6 +56,7 @@ class Explanation:
     seconds: float = 0.0
     n_queries: int = 0
     limb_policy: str = "dipole"
+    top_k: int = 1
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -110,6 +112,7 @@ class Explanation:
             "seconds": float(self.seconds),
             "n_queries": int(self.n_queries),
             "limb_policy": self.limb_policy,
+            "top_k": int(self.top_k),
             "summary": self.summary(),
             "notes": list(self.notes),
         }

@@ -38,6 +38,15 @@ def feature_names() -> list[str]:
             *GLOBAL_STATE]  # fmt: skip
 
 
+def fixed_scales() -> np.ndarray:
+    """(F,) scale of each feature that is constant on the start states (NaN: fit from data): edits 0.1 mV, edit
+    count 1, total edit 0.2 mV, steps 1. Standardising those by their (zero) spread at the start would explode."""
+    scales = np.full(len(feature_names()), np.nan)
+    scales[N_SLOTS : 2 * N_SLOTS] = 0.1
+    scales[2 * N_SLOTS + 2 :] = (1.0, 0.2, 1.0)
+    return scales
+
+
 def state_features(
     amplitudes: np.ndarray, edits: np.ndarray, prob: np.ndarray, margin: np.ndarray, steps: np.ndarray
 ) -> np.ndarray:
@@ -79,6 +88,16 @@ class ActionSpace:
 
     def __len__(self) -> int:
         return self.n
+
+    def descriptors(self) -> np.ndarray:
+        """(A, 12 + 4 + 4) float32 action features: lead and segment one-hot, direction, size / largest size,
+        signed size, and whether the lead is a limb lead."""
+        lead, seg = self.slot // len(SEGMENTS), self.slot % len(SEGMENTS)
+        size = self.size_mv / max(self.levels_mv)
+        return np.concatenate(
+            [np.eye(len(LEADS))[lead], np.eye(len(SEGMENTS))[seg],
+             np.stack([self.sign, size, self.sign * size, (lead < 6).astype(float)], axis=1)], axis=1,
+        ).astype(np.float32)  # fmt: skip
 
     def edit(self, action: int) -> Edit:
         lead, seg = SLOTS[int(self.slot[action])]

@@ -45,7 +45,7 @@ class ExplainTrainConfig:
     n_train_ecgs: int = _help("training-split ECGs to consider (labelled positives first); 0 = all", 800)
     n_val_ecgs: int = _help("validation-split ECGs to consider for distillation (positives first); 0 = all", 400)
     max_depth: int = _help("depth of the distilled tree (<= 5)", 5)
-    min_samples_leaf: int = _help("smallest leaf of the tree, in states", 3)
+    min_samples_leaf: int = _help("smallest leaf of the tree, in states", 10)
     dagger_rounds: int = _help("DAgger re-roll-outs of the tree during distillation", 1)
     seed: int = _help("ECG selection and the distillation split", 0)
 
@@ -136,7 +136,7 @@ def train_explainer(run_dir: str | Path, config: ExplainTrainConfig | None = Non
     val_env = EditEnv(val_pool, blackbox, env_config, scale)
     val_pos = np.flatnonzero(val_pool.prob0 >= blackbox.threshold)
     distiller = TreeDistiller(config.max_depth, config.min_samples_leaf, config.dagger_rounds, seed=config.seed)
-    distiller.fit(agent, val_env, val_pos)
+    distiller.fit(agent, val_env, val_pos, extra=[(env, positives)])
 
     out = run_dir / EXPLAINER_DIR
     tmp = _atomic_dir(out)
