@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from vlm_ecg.explain.agent import AgentConfig, run_episodes
 from vlm_ecg.explain.distill import fidelity
@@ -75,6 +76,7 @@ def main() -> None:
     parser.add_argument("--run", type=Path, default=Path("runs/default"), help="run folder")
     parser.add_argument("--n", type=int, default=200, help="test ECGs predicted positive to explain")
     parser.add_argument("--greedy-n", type=int, default=30, help="of those, how many the greedy search explains")
+    parser.add_argument("--top-k", type=int, default=4, help="edits the agent tries per step in its top-k variant")
     parser.add_argument("--retrain", action="store_true", help="train the explainer even if the run has one")
     parser.add_argument("--total-queries", type=int, default=AgentConfig().total_queries, help="when training")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
@@ -90,7 +92,7 @@ def main() -> None:
     report = explainer.report
     print(
         f"explainer training: {report['seconds']:.0f} s, {report['queries']} model calls "
-        f"({report['agent_training']['queries']} for PPO in {report['agent_training']['seconds']:.0f} s), "
+        f"({report['agent_training']['queries']} to train the agent in {report['agent_training']['seconds']:.0f} s), "
         f"validation: agent validity {report['distill']['agent_validity']:.2f}, tree fidelity "
         f"{report['distill']['fidelity']:.2f}, tree validity {report['distill']['tree_validity']:.2f}"
     )
@@ -106,11 +108,12 @@ def main() -> None:
     ecgs = [test.ecgs[i] for i in positive]
     culprits = [test.culprit[i] if test.triage[i] == 1 else "" for i in positive]
 
-    results: dict[str, list] = {"agent": [], "tree": [], "greedy": []}
-    for method in ("agent", "tree"):
-        for ecg in ecgs:
-            results[method].append(explainer.explain(ecg, method=method))
-    for ecg in ecgs[: args.greedy_n]:
+    results: dict[str, list] = {"agent": [], f"agent top-{args.top_k}": [], "tree": [], "greedy": []}
+    for ecg in tqdm(ecgs, desc="agent and tree"):
+        results["agent"].append(explainer.explain(ecg, method="agent", top_k=1))
+        results[f"agent top-{args.top_k}"].append(explainer.explain(ecg, method="agent", top_k=args.top_k))
+        results["tree"].append(explainer.explain(ecg, method="tree"))
+    for ecg in tqdm(ecgs[: args.greedy_n], desc="greedy"):
         results["greedy"].append(explainer.explain(ecg, method="greedy"))
 
     # fidelity on the agent's own states on these test ECGs (batched roll-out, same environment as explain())
@@ -118,21 +121,29 @@ def main() -> None:
     env = EditEnv(pool, blackbox, explainer.env_config, explainer.agent.margin_scale)
     _, seen = run_episodes(env, np.arange(len(pool)), explainer.agent.policy)
     test_fidelity = fidelity(explainer.tree, seen["states"], seen["masks"], seen["actions"])
+    test_action_fidelity = fidelity(explainer.tree, seen["states"], seen["masks"], seen["actions"], with_size=True)
 
     table = {m: summarise(r) for m, r in results.items()}
     table["agent_on_greedy_subset"] = summarise(results["agent"][: args.greedy_n])
-    print(f"\n{'method':<24}{'n':>5}{'validity':>10}{'med edits':>11}{'med mV':>9}{'s/ECG':>9}{'calls/ECG':>11}")
+    table[f"agent top-{args.top_k} on greedy subset"] = summarise(results[f"agent top-{args.top_k}"][: args.greedy_n])
+    print(f"\n{'method':<30}{'n':>5}{'validity':>10}{'med edits':>11}{'med mV':>9}{'s/ECG':>9}{'calls/ECG':>11}")
     for name, row in table.items():
         print(
-            f"{name:<24}{row['n']:>5}{row['validity']:>10.2f}{row['median_edits']:>11.1f}"
+            f"{name:<30}{row['n']:>5}{row['validity']:>10.2f}{row['median_edits']:>11.1f}"
             f"{row['median_total_mv']:>9.2f}{row['s_per_ecg']:>9.3f}{row['calls_per_ecg']:>11.1f}"
         )
     speed = table["greedy"]["s_per_ecg"] / table["agent_on_greedy_subset"]["s_per_ecg"]
+    topk = f"agent top-{args.top_k} on greedy subset"
+    speed_k = table["greedy"]["s_per_ecg"] / table[topk]["s_per_ecg"]
     print(
         f"\nagent vs greedy on the same {table['greedy']['n']} ECGs: {speed:.1f}x faster per ECG "
-        f"(validity {table['agent_on_greedy_subset']['validity']:.2f} vs {table['greedy']['validity']:.2f})"
+        f"(validity {table['agent_on_greedy_subset']['validity']:.2f} vs {table['greedy']['validity']:.2f}); "
+        f"top-{args.top_k}: {speed_k:.1f}x (validity {table[topk]['validity']:.2f})"
     )
-    print(f"tree fidelity on the agent's test states: {test_fidelity:.3f} ({len(seen['actions'])} states)")
+    print(
+        f"tree fidelity on the agent's test states: {test_fidelity:.3f} on the edit, {test_action_fidelity:.3f} "
+        f"on edit and size ({len(seen['actions'])} states)"
+    )
     territory = {m: territory_share(results[m], culprits[: len(results[m])]) for m in results}
     for m, t in territory.items():
         if t["n"]:
@@ -158,6 +169,7 @@ def main() -> None:
                     "table": table,
                     "speedup_vs_greedy": speed,
                     "tree_fidelity": test_fidelity,
+                    "tree_action_fidelity": test_action_fidelity,
                     "territory": territory,
                     "targets": checks,
                     "training": report,

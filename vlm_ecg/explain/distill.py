@@ -312,8 +312,10 @@ class TreeDistiller:
         leaves = int((tree.children_left < 0).sum())
         short = [_short_action(tree.action_names[tree.usual_action(int(c))]) for c in tree.classes]
         fig, ax = plt.subplots(figsize=(max(10.0, 2.4 * leaves), 2.2 * (tree.depth + 1) + 1))
-        plot_tree(self.sklearn_tree_, feature_names=tree.feature_names, class_names=short, filled=True,
-                  impurity=False, proportion=True, rounded=True, fontsize=8, ax=ax)  # fmt: skip
+        boxes = plot_tree(self.sklearn_tree_, feature_names=tree.feature_names, class_names=short, filled=True,
+                          impurity=False, proportion=True, rounded=True, fontsize=8, ax=ax)  # fmt: skip
+        for box in boxes:  # the per-class share vectors (dozens of edits) would bury the rules: keep the rest
+            box.set_text("\n".join(line for line in box.get_text().split("\n") if not line.startswith("value")))
         ax.set_title("What the explainer does: distilled decision tree (class = next edit, usual step size)")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
