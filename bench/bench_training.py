@@ -1,7 +1,8 @@
 """Imbalance and confounding methods side by side on the same synthetic data.
 
-    python bench/bench_training.py                       # signal branch, 2 800 ECGs, about an hour on 2 CPU cores
-    python bench/bench_training.py --branches both --n 2800 --epochs 6
+    python bench/bench_training.py                       # signal branch, 2 800 ECGs: ~10 min on 2 CPU cores
+    python bench/bench_training.py --confounding 3       # a stronger shortcut: train at +3, test reversed at -3
+    python bench/bench_training.py --branches both --n 2800 --epochs 6      # both branches: about an hour
     python bench/bench_training.py --quick               # 700 ECGs, 2 epochs: minutes, for checking the script
 
 Trains four models with the same seed, data and budget:
@@ -13,7 +14,8 @@ Trains four models with the same seed, data and budget:
   back-door adjusted probability P(y | do(x)).
 
 and prints one table: triage AUROC on the test split and on a **reversed-confounding** cohort (same generator with
-``confounding=-1``: the age / sex / history associations of the training data turned around), the AUROC lost
+``confounding=-1``, or minus ``--confounding``: the age / sex / history associations of the training data turned
+around), the AUROC lost
 between the two, sensitivity at 90 % specificity at the default prevalence and, retrained at **prevalence 0.05**,
 for the minority class; samples/s and peak memory (RSS) of each training run. Each training runs in its own
 process, so peak memory is per method.
@@ -46,7 +48,7 @@ json.dump({"status": status, "peak_rss_mb": peak_mb}, open(sys.argv[1], "w"))
 
 def train(out: Path, common: list[str], extra: list[str]) -> dict:
     """One training run in a fresh process; returns its peak RSS."""
-    stats = out.with_suffix(".stats.json")
+    stats = out.parent / f"{out.name}.stats.json"
     cmd = [sys.executable, "-c", _TRAIN, str(stats), *common, *extra, "--output_dir", str(out)]
     subprocess.run(cmd, check=True)
     return json.loads(stats.read_text())
@@ -75,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--branches", default="signal", help="signal (fast), image or both")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--confounding", type=float, default=1.0, help="confounding strength of the training cohort; the reversed "
+        "cohort gets minus this"
+    )
     parser.add_argument("--quick", action="store_true", help="700 ECGs, 2 epochs")
     parser.add_argument("--out", type=Path, default=None, help="work folder (default: a temporary one)")
     args = parser.parse_args(argv)
@@ -90,13 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     from vlm_ecg.train_data import load_splits
 
     reversed_splits = write_synthetic_dataset(
-        work / "reversed", n=max(args.n // 2, 400), confounding=-1.0, seed=args.seed + 1, progress=False
+        work / "reversed", n=max(args.n // 2, 400), confounding=-args.confounding, seed=args.seed + 1, progress=False
     )
     reversed_all = concatenate_datasets(list(reversed_splits.values()))
     rows = {}
     for prevalence in (0.12, 0.05):
         common = [
             "--seed", str(args.seed), "--synth_n", str(args.n), "--synth_prevalence", str(prevalence),
+            "--synth_confounding", str(args.confounding),
             "--num_epochs", str(args.epochs), "--branches", args.branches, "--data_cache_dir", str(work / "cache"),
             "--report_to", "none", "--bootstrap_samples", "0", "--early_stopping_patience", "0",
             "--dril_max_clusters", "8",
@@ -122,7 +129,10 @@ def main(argv: list[str] | None = None) -> int:
                 row["sens90_prev005"] = score(run, test, adjusted)["sens90"]
 
     header = ["method", "AUROC", "AUROC rev.", "lost", "sens@90spec", "sens@90spec p=.05", "samples/s", "peak MB"]
-    print(f"\nbranches={args.branches} n={args.n} epochs={args.epochs} seed={args.seed}  (work folder {work})")
+    print(
+        f"\nbranches={args.branches} n={args.n} epochs={args.epochs} seed={args.seed} confounding={args.confounding:g} "
+        f"(reversed: {-args.confounding:g})  (work folder {work})"
+    )
     print(" | ".join(f"{h:>17}" for h in header))
     for name, r in rows.items():
         cells = [r["auroc"], r["auroc_reversed"], r["auroc_lost"], r["sens90"], r.get("sens90_prev005")]
