@@ -2,6 +2,7 @@
 
     python bench/bench_training.py                       # signal branch, 2 800 ECGs: ~10 min on 2 CPU cores
     python bench/bench_training.py --confounding 3       # a stronger shortcut: train at +3, test reversed at -3
+    python bench/bench_training.py --st-mv 0.02 0.08     # subtler occlusion signs: the confounders tempt more
     python bench/bench_training.py --branches both --n 2800 --epochs 6      # both branches: about an hour
     python bench/bench_training.py --quick               # 700 ECGs, 2 epochs: minutes, for checking the script
 
@@ -77,9 +78,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--branches", default="signal", help="signal (fast), image or both")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--noise", type=float, default=1.0, help="noise scale of both cohorts (subtler signs)")
     parser.add_argument(
-        "--confounding", type=float, default=1.0, help="confounding strength of the training cohort; the reversed "
-        "cohort gets minus this"
+        "--st-mv", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+        help="planted ST size range of occlusions in mV (generator default 0.05 0.2); smaller = subtler signs, "
+        "which tempts a model to lean on the confounders",
+    )  # fmt: skip
+    parser.add_argument(
+        "--confounding",
+        type=float,
+        default=1.0,
+        help="confounding strength of the training cohort; the reversed cohort gets minus this",
     )
     parser.add_argument("--quick", action="store_true", help="700 ECGs, 2 epochs")
     parser.add_argument("--out", type=Path, default=None, help="work folder (default: a temporary one)")
@@ -95,19 +104,31 @@ def main(argv: list[str] | None = None) -> int:
     from vlm_ecg.train_config import load_train_config
     from vlm_ecg.train_data import load_splits
 
+    cohort = {"st_mv_range": tuple(args.st_mv)} if args.st_mv else {}
     reversed_splits = write_synthetic_dataset(
-        work / "reversed", n=max(args.n // 2, 400), confounding=-args.confounding, seed=args.seed + 1, progress=False
+        work / "reversed",
+        n=max(args.n // 2, 400),
+        confounding=-args.confounding,
+        noise=args.noise,
+        seed=args.seed + 1,
+        **cohort,
+        progress=False,
     )
     reversed_all = concatenate_datasets(list(reversed_splits.values()))
     rows = {}
     for prevalence in (0.12, 0.05):
         common = [
             "--seed", str(args.seed), "--synth_n", str(args.n), "--synth_prevalence", str(prevalence),
-            "--synth_confounding", str(args.confounding),
+            "--synth_confounding", str(args.confounding), "--synth_noise", str(args.noise),
             "--num_epochs", str(args.epochs), "--branches", args.branches, "--data_cache_dir", str(work / "cache"),
             "--report_to", "none", "--bootstrap_samples", "0", "--early_stopping_patience", "0",
             "--dril_max_clusters", "8",
         ]  # fmt: skip
+        if cohort:  # the generator's extra settings are not TrainConfig keys: write the cohort and train on it
+            data = work / f"cohort-p{prevalence:g}"
+            write_synthetic_dataset(data, n=args.n, prevalence=prevalence, confounding=args.confounding,
+                                    noise=args.noise, seed=args.seed, progress=False, **cohort)  # fmt: skip
+            common += ["--data", str(data)]
         for name, extra in METHODS.items():
             run = work / f"{name.replace('+', '_')}-p{prevalence:g}"
             stats = train(run, common, extra)
@@ -130,8 +151,9 @@ def main(argv: list[str] | None = None) -> int:
 
     header = ["method", "AUROC", "AUROC rev.", "lost", "sens@90spec", "sens@90spec p=.05", "samples/s", "peak MB"]
     print(
-        f"\nbranches={args.branches} n={args.n} epochs={args.epochs} seed={args.seed} confounding={args.confounding:g} "
-        f"(reversed: {-args.confounding:g})  (work folder {work})"
+        f"\nbranches={args.branches} n={args.n} epochs={args.epochs} seed={args.seed} "
+        f"confounding={args.confounding:g} (reversed: {-args.confounding:g}) noise={args.noise:g} "
+        f"st_mv={args.st_mv or 'default'} (work folder {work})"
     )
     print(" | ".join(f"{h:>17}" for h in header))
     for name, r in rows.items():

@@ -267,7 +267,7 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-depth", type=int, default=5, help="depth of the distilled tree (<= 5)")
     p.add_argument("--dagger-rounds", type=int, default=1, help="DAgger re-roll-outs during distillation")
     p.add_argument("--levels", type=float, nargs="+", default=[0.1, 0.2, 0.3], help="edit step sizes, mV")
-    p.add_argument("--max-steps", type=int, default=6, help="edits per explanation at most")
+    p.add_argument("--max-steps", type=int, default=10, help="edits per explanation at most")
     p.add_argument("--limb-policy", default="dipole", choices=["dipole", "isolated"], help="limb-lead edits")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -226,6 +226,7 @@ def write_synthetic_dataset(
     test_fraction: float = 0.15,
     wfdb_dir: str | Path | None = None,
     progress: bool = True,
+    **cohort: object,
 ):
     """Generate the synthetic cohort, split it (seeded, stratified) and save it to `out`.
 
@@ -238,6 +239,7 @@ def write_synthetic_dataset(
         val_fraction, test_fraction: split sizes; the split uses the same `seed`.
         wfdb_dir: if given, every record is also written there as WFDB (``<id>.hea`` + ``<id>.dat``).
         progress: show a tqdm progress bar while generating.
+        cohort: further `SynthConfig` fields (e.g. ``st_mv_range=(0.02, 0.08)`` for subtler occlusion signs).
 
     Returns:
         The saved `datasets.DatasetDict`.
@@ -249,7 +251,7 @@ def write_synthetic_dataset(
 
     from .synth import SynthConfig, iter_cohort
 
-    config = SynthConfig(n=n, prevalence=prevalence, confounding=confounding, noise=noise, seed=seed)
+    config = SynthConfig(n=n, prevalence=prevalence, confounding=confounding, noise=noise, seed=seed, **cohort)
     records = tqdm(iter_cohort(config), total=n, desc="synth", unit="rec", disable=not progress)
     if wfdb_dir is not None:
         records = _also_write_wfdb(records, Path(wfdb_dir))
