@@ -259,7 +259,8 @@ def _cmd_push(args: argparse.Namespace) -> int:
 def _add_explain(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain-train", help="train a run's counterfactual explainer (RL agent + decision tree)")
     p.add_argument("run", type=Path, help="run folder (runs/NAME); writes RUN/explainer/")
-    p.add_argument("--total-queries", type=int, default=16000, help="model calls to spend on training the agent")
+    p.add_argument("--total-queries", type=int, default=24000, help="model calls to spend on training the agent")
+    p.add_argument("--sweep-ecgs", type=int, default=40, help="sac: training ECGs whose first step is swept")
     p.add_argument("--algorithm", default="sac", choices=["sac", "ppo"], help="soft actor-critic or PPO")
     p.add_argument("--n-envs", type=int, default=32, help="episodes run side by side (one batched call per step)")
     p.add_argument("--n-train", type=int, default=800, help="training-split ECGs considered (0 = all)")
@@ -292,7 +293,11 @@ def _cmd_explain_train(args: argparse.Namespace) -> int:
         config = ExplainTrainConfig(n_train_ecgs=args.n_train, n_val_ecgs=args.n_val, max_depth=args.max_depth,
                                     dagger_rounds=args.dagger_rounds, seed=args.seed)  # fmt: skip
         agent_config = AgentConfig(
-            algorithm=args.algorithm, total_queries=args.total_queries, n_envs=args.n_envs, seed=args.seed
+            algorithm=args.algorithm,
+            total_queries=args.total_queries,
+            n_envs=args.n_envs,
+            sweep_ecgs=args.sweep_ecgs,
+            seed=args.seed,
         )
         env_config = EnvConfig(levels_mv=tuple(args.levels), max_steps=args.max_steps, limb_policy=args.limb_policy)
         out = train_explainer(args.run, config, agent_config, env_config, progress=not args.no_progress)

@@ -55,13 +55,19 @@ class AgentConfig:
     algorithm: str = _help("'sac' (discrete soft actor-critic, off-policy) or 'ppo' (PPO + GAE)", "sac")
     hidden_size: int = _help("width of the state embedding", 64)
     n_envs: int = _help("episodes run side by side (one batched model call per step)", 32)
-    total_queries: int = _help("black-box queries to spend on training (cache hits are free)", 16000)
+    total_queries: int = _help("black-box queries to spend on training, sweep included (cache hits are free)", 24000)
     max_waves: int = _help("upper bound on waves of n_envs episodes", 1000)
     learning_rate: float = _help("Adam learning rate", 1e-3)
     minibatch_size: int = _help("transitions per gradient step", 128)
     gamma: float = _help("discount (episodes are a few steps long)", 1.0)
     max_grad_norm: float = _help("gradient clipping", 1.0)
     updates_per_step: int = _help("sac: gradient steps per environment step of the n_envs episodes", 8)
+    sweep_ecgs: int = _help(
+        "sac: training positives whose start state is swept before the first wave (every allowed edit tried once, "
+        "one batched call per ECG) into the replay buffer: exhaustive first-step experience",
+        40,
+    )
+    sweep_updates: int = _help("sac: gradient steps on the swept transitions before the first wave", 500)
     tau: float = _help("sac: Polyak factor of the target critics", 0.05)
     target_entropy_ratio: float = _help("sac: target policy entropy as a share of log(#allowed actions)", 0.3)
     ppo_epochs: int = _help("ppo: passes over each wave's transitions", 4)
