@@ -151,7 +151,9 @@ def test_bad_yaml_names_file_and_key(tmp_path):
 
 
 def test_command_line_overrides_yaml(tmp_path):
-    config = load_train_config(["--config", str(SMOKE), "--num_epochs", "5", "--strata_age_bands_years", "0", "60", "200"])
+    config = load_train_config(
+        ["--config", str(SMOKE), "--num_epochs", "5", "--strata_age_bands_years", "0", "60", "200"]
+    )
     assert config.num_epochs == 5 and config.strata_age_bands_years == [0.0, 60.0, 200.0]
     assert config.synth_n == 160  # from the YAML
 
