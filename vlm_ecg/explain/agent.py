@@ -1,6 +1,6 @@
 """The RL counterfactual agent: a policy over physiological edits, trained against the black box.
 
-    agent = train_agent(env, AgentConfig(total_queries=16000))     # env: `EditEnv` over training-split positives
+    agent = train_agent(env, AgentConfig(total_queries=24000))     # env: `EditEnv` over training-split positives
     episodes = agent.rollout(env, np.arange(len(env.pool)))       # greedy roll-outs: a few model calls per ECG
     agent.save("runs/default/explainer"); agent = CounterfactualAgent.load("runs/default/explainer")
 
