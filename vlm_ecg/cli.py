@@ -259,8 +259,8 @@ def _cmd_push(args: argparse.Namespace) -> int:
 def _add_explain(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain-train", help="train a run's counterfactual explainer (RL agent + decision tree)")
     p.add_argument("run", type=Path, help="run folder (runs/NAME); writes RUN/explainer/")
-    p.add_argument("--total-queries", type=int, default=24000, help="model calls to spend on training the agent")
-    p.add_argument("--sweep-ecgs", type=int, default=40, help="sac: training ECGs whose first step is swept")
+    p.add_argument("--total-queries", type=int, default=40000, help="model calls to spend on training the agent")
+    p.add_argument("--sweep-ecgs", type=int, default=80, help="sac: training ECGs whose first step is swept")
     p.add_argument("--algorithm", default="sac", choices=["sac", "ppo"], help="soft actor-critic or PPO")
     p.add_argument("--n-envs", type=int, default=32, help="episodes run side by side (one batched call per step)")
     p.add_argument("--n-train", type=int, default=800, help="training-split ECGs considered (0 = all)")

@@ -1,6 +1,6 @@
 """The RL counterfactual agent: a policy over physiological edits, trained against the black box.
 
-    agent = train_agent(env, AgentConfig(total_queries=24000))     # env: `EditEnv` over training-split positives
+    agent = train_agent(env, AgentConfig(total_queries=40000))     # env: `EditEnv` over training-split positives
     episodes = agent.rollout(env, np.arange(len(env.pool)))       # greedy roll-outs: a few model calls per ECG
     agent.save("runs/default/explainer"); agent = CounterfactualAgent.load("runs/default/explainer")
 
@@ -55,7 +55,7 @@ class AgentConfig:
     algorithm: str = _help("'sac' (discrete soft actor-critic, off-policy) or 'ppo' (PPO + GAE)", "sac")
     hidden_size: int = _help("width of the state embedding", 64)
     n_envs: int = _help("episodes run side by side (one batched model call per step)", 32)
-    total_queries: int = _help("black-box queries to spend on training, sweep included (cache hits are free)", 24000)
+    total_queries: int = _help("black-box queries to spend on training, sweep included (cache hits are free)", 40000)
     max_waves: int = _help("upper bound on waves of n_envs episodes", 1000)
     learning_rate: float = _help("Adam learning rate", 1e-3)
     minibatch_size: int = _help("transitions per gradient step", 128)
@@ -65,7 +65,7 @@ class AgentConfig:
     sweep_ecgs: int = _help(
         "sac: training positives whose start state is swept before the first wave (every allowed edit tried once, "
         "one batched call per ECG) into the replay buffer: exhaustive first-step experience",
-        40,
+        80,
     )
     sweep_updates: int = _help("sac: gradient steps on the swept transitions before the first wave", 500)
     tau: float = _help("sac: Polyak factor of the target critics", 0.05)

@@ -12,10 +12,10 @@ Because each black-box call is reused for many gradient steps, a few thousand ca
 Before the first wave, `sweep_ecgs` training positives get every allowed edit tried once from their start state
 (one batched call each, at most half the budget) and those transitions seed the buffer. Most flips take one edit, and
 a policy that samples a handful of ~280 edits per episode rarely meets the few that flip a confident decision; the
-sweep shows the critics those edits from the start. Measured on the default run (24 000 calls with a 40-ECG sweep
-vs 16 000 without; bench_explain on 200 positives): validation agent validity 0.56 -> 0.72, tree fidelity 0.19 ->
-0.41 (0.19 -> 0.36 on test states), bare-policy validity 0.70 -> 0.74, tree validity 0.50 -> 0.62, in less time
-(371 s vs 635 s: the sweep's large batches are cheap per call); the default top-4 roll-out stayed at 0.81.
+sweep shows the critics those edits from the start. Measured on the default run, 200 positives (bare policy / tree
+/ top-4 roll-out validity): 16 000 calls without a sweep 0.70 / 0.50 / 0.81 (635 s); 24 000 with a 40-ECG sweep
+0.74 / 0.62 / 0.81 (371 s); 40 000 with an 80-ECG sweep (the default) 0.81 / 0.685 / 0.825 (598 s). Validation tree
+fidelity 0.19 without a sweep, 0.41 with either.
 """
 
 from __future__ import annotations
