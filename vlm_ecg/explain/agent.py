@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -269,6 +270,58 @@ def run_episodes(env: EditEnv, idx: np.ndarray, policy) -> tuple[Episodes, dict]
     trajectory = {k: np.concatenate(v) if v else empty[k] for k, v in seen.items()}
     trajectory["actions"] = trajectory["actions"].astype(np.int64)
     return ep, trajectory
+
+
+class TrainingLog:
+    """What both trainers keep per wave of episodes: the history, a progress bar over the query budget, and the
+    training summary saved in agent.json. Queries are counted from construction on.
+
+    Args:
+        env: the environment (its black box counts the queries).
+        config: the budget (`total_queries`).
+        name: the algorithm, for the bar and the summary.
+        progress: show the bar.
+    """
+
+    def __init__(self, env: EditEnv, config: AgentConfig, name: str, progress: bool):
+        from tqdm.auto import tqdm
+
+        self.env, self.config, self.name = env, config, name
+        self.q0, self.t0 = env.blackbox.n_queries, time.perf_counter()
+        self.history: list[dict] = []
+        self.bar = tqdm(total=config.total_queries, desc=f"explainer {name.upper()}", unit="call",
+                        disable=not progress)  # fmt: skip
+
+    @property
+    def spent(self) -> int:
+        """Queries spent since training started."""
+        return self.env.blackbox.n_queries - self.q0
+
+    def advance(self) -> None:
+        """Move the bar to the queries spent (capped at the budget)."""
+        self.bar.update(max(0, min(self.spent, self.config.total_queries) - self.bar.n))
+
+    def wave(self, wave: int, ep: Episodes, ret: float, **extra: float) -> bool:
+        """Record one finished wave (`ret`: its mean return; `extra`: losses, buffer size); True when the query
+        budget is spent."""
+        self.history.append({"wave": wave, "queries": self.spent, "return": ret, "flip_rate": float(ep.flipped.mean()),
+                             "total_mv": float(np.abs(ep.edits).sum(axis=1).mean()), **extra})  # fmt: skip
+        self.advance()
+        self.bar.set_postfix(flip=f"{self.history[-1]['flip_rate']:.2f}", ret=f"{ret:.2f}")
+        return self.spent >= self.config.total_queries
+
+    def summary(self, train_idx: np.ndarray, **extra: object) -> dict:
+        """Close the bar; the summary of the training (`extra` before the history)."""
+        self.bar.close()
+        return {
+            "algorithm": self.name,
+            "seconds": time.perf_counter() - self.t0,
+            "queries": self.spent,
+            "waves": len(self.history),
+            "train_ecgs": int(len(train_idx)),
+            **extra,
+            "history": self.history,
+        }
 
 
 def fit_standardisation(modules: list[ActionScorer | nn.Module], states: np.ndarray) -> None:

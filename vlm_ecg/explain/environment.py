@@ -266,6 +266,13 @@ class EditEnv:
                 self._cache[keys[k]] = float(p)
         return np.array([self._cache[key] for key in keys])
 
+    def try_every_edit(self, ep: Episodes, i: int) -> tuple[np.ndarray, Episodes, np.ndarray]:
+        """Every allowed edit applied to its own copy of episode i, in one batched model call: (actions, the copies
+        after the step, rewards). The greedy search's step and the SAC sweep's experience."""
+        actions = np.flatnonzero(self.masks(ep)[i])
+        trial = ep.repeat(i, len(actions))
+        return actions, trial, self.step(trial, actions)
+
     def step(self, ep: Episodes, actions: np.ndarray) -> np.ndarray:
         """Apply `actions` (N,) to the active episodes; returns rewards (N,) (0 for inactive ones)."""
         c, a = self.config, self.actions

@@ -20,8 +20,6 @@ def greedy_search(env: EditEnv, index: int) -> Episodes:
     """Greedy counterfactual search for pool ECG `index`; returns its (single) episode."""
     ep = env.start(np.array([index]))
     while ep.active[0]:
-        actions = np.flatnonzero(env.masks(ep)[0])
-        trial = ep.repeat(0, len(actions))
-        rewards = env.step(trial, actions)  # one batched model call for all candidates
+        actions, _, rewards = env.try_every_edit(ep, 0)  # one batched model call for all candidates
         env.step(ep, np.array([actions[int(np.argmax(rewards))]]))  # answered from the cache
     return ep

@@ -8,13 +8,12 @@ bonus. Use ``AgentConfig(algorithm="ppo")``.
 from __future__ import annotations
 
 import logging
-import time
 
 import numpy as np
 import torch
 from torch import nn
 
-from .agent import AgentConfig, CounterfactualAgent, fit_standardisation, masked_logits
+from .agent import AgentConfig, CounterfactualAgent, TrainingLog, fit_standardisation, masked_logits
 from .environment import EditEnv
 
 logger = logging.getLogger(__name__)
@@ -50,8 +49,6 @@ def gae(rewards: np.ndarray, values: np.ndarray, active: np.ndarray, gamma: floa
 
 def train_ppo(env: EditEnv, config: AgentConfig, train_idx: np.ndarray, progress: bool = True) -> CounterfactualAgent:
     """PPO training (see the module docstring); `train_idx`: pool ECGs to sample episodes from."""
-    from tqdm.auto import tqdm
-
     rng = np.random.default_rng(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     agent = CounterfactualAgent(config, env.config, env.margin_scale)
@@ -61,9 +58,7 @@ def train_ppo(env: EditEnv, config: AgentConfig, train_idx: np.ndarray, progress
         critic = StateValue(len(agent.feature_names), config.hidden_size)
     fit_standardisation([actor, critic], env.observe(env.start(train_idx))[0])
     optimizer = torch.optim.Adam([*actor.parameters(), *critic.parameters()], lr=config.learning_rate)
-    q0, t0 = env.blackbox.n_queries, time.perf_counter()
-    history = []
-    bar = tqdm(total=config.total_queries, desc="explainer PPO", unit="call", disable=not progress)
+    log = TrainingLog(env, config, "ppo", progress)
     for wave in range(config.max_waves):
         idx = rng.choice(train_idx, size=config.n_envs, replace=len(train_idx) < config.n_envs)
         ep = env.start(idx)
@@ -82,18 +77,10 @@ def train_ppo(env: EditEnv, config: AgentConfig, train_idx: np.ndarray, progress
         sel = arr["active"]
         batch = {k: arr[k][sel] for k in ("states", "masks", "actions", "logp")}
         losses = _update(actor, critic, optimizer, batch, adv[sel], returns[sel], config, rng)
-        spent = env.blackbox.n_queries - q0
-        history.append({"wave": wave, "queries": spent, "return": float(arr["rewards"].sum(axis=0).mean()),
-                        "flip_rate": float(ep.flipped.mean()), "total_mv": float(np.abs(ep.edits).sum(axis=1).mean()),
-                        **losses})  # fmt: skip
-        bar.update(max(0, min(spent, config.total_queries) - bar.n))
-        bar.set_postfix(flip=f"{history[-1]['flip_rate']:.2f}", ret=f"{history[-1]['return']:.2f}")
-        if spent >= config.total_queries:
+        if log.wave(wave, ep, float(arr["rewards"].sum(axis=0).mean()), **losses):
             break
-    bar.close()
     actor.eval()
-    agent.summary = {"algorithm": "ppo", "seconds": time.perf_counter() - t0, "queries": env.blackbox.n_queries - q0,
-                     "waves": len(history), "train_ecgs": int(len(train_idx)), "history": history}  # fmt: skip
+    agent.summary = log.summary(train_idx)
     return agent
 
 

@@ -22,13 +22,19 @@ from __future__ import annotations
 
 import copy
 import logging
-import time
 
 import numpy as np
 import torch
 from torch import nn
 
-from .agent import ActionScorer, AgentConfig, CounterfactualAgent, fit_standardisation, masked_logits
+from .agent import (
+    ActionScorer,
+    AgentConfig,
+    CounterfactualAgent,
+    TrainingLog,
+    fit_standardisation,
+    masked_logits,
+)
 from .environment import EditEnv
 
 logger = logging.getLogger(__name__)
@@ -58,8 +64,6 @@ class ReplayBuffer:
 
 def train_sac(env: EditEnv, config: AgentConfig, train_idx: np.ndarray, progress: bool = True) -> CounterfactualAgent:
     """Discrete SAC training (see the module docstring); `train_idx`: pool ECGs to sample episodes from."""
-    from tqdm.auto import tqdm
-
     rng = np.random.default_rng(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     agent = CounterfactualAgent(config, env.config, env.margin_scale)
@@ -74,15 +78,13 @@ def train_sac(env: EditEnv, config: AgentConfig, train_idx: np.ndarray, progress
     opt_critic = torch.optim.Adam([p for c in critics for p in c.parameters()], lr=config.learning_rate)
     opt_alpha = torch.optim.Adam([log_alpha], lr=config.learning_rate)
     buffer = ReplayBuffer()
-    q0, t0 = env.blackbox.n_queries, time.perf_counter()
-    history: list[dict] = []
-    bar = tqdm(total=config.total_queries, desc="explainer SAC", unit="call", disable=not progress)
+    log = TrainingLog(env, config, "sac", progress)
     swept, sweep_queries = 0, 0
     if config.sweep_ecgs:
         pick = rng.choice(train_idx, size=min(config.sweep_ecgs, len(train_idx)), replace=False)
         swept = _sweep(env, pick, buffer, budget=config.total_queries // 2)
-        sweep_queries = env.blackbox.n_queries - q0
-        bar.update(min(env.blackbox.n_queries - q0, config.total_queries))
+        sweep_queries = log.spent
+        log.advance()
         for _ in range(config.sweep_updates if len(buffer) else 0):
             _update(actor, critics, targets, log_alpha, (opt_actor, opt_critic, opt_alpha),
                     buffer.sample(config.minibatch_size, rng), config)  # fmt: skip
@@ -105,21 +107,11 @@ def train_sac(env: EditEnv, config: AgentConfig, train_idx: np.ndarray, progress
                 batch = buffer.sample(config.minibatch_size, rng)
                 losses.append(_update(actor, critics, targets, log_alpha, (opt_actor, opt_critic, opt_alpha), batch,
                                       config))  # fmt: skip
-        spent = env.blackbox.n_queries - q0
         mean = {k: float(np.mean([d[k] for d in losses])) for k in losses[0]} if losses else {}
-        history.append({"wave": wave, "queries": spent, "return": float(ret.mean()),
-                        "flip_rate": float(ep.flipped.mean()), "total_mv": float(np.abs(ep.edits).sum(axis=1).mean()),
-                        "buffer": len(buffer), **mean})  # fmt: skip
-        bar.update(max(0, min(spent, config.total_queries) - bar.n))
-        bar.set_postfix(flip=f"{history[-1]['flip_rate']:.2f}", ret=f"{history[-1]['return']:.2f}")
-        if spent >= config.total_queries:
+        if log.wave(wave, ep, float(ret.mean()), buffer=len(buffer), **mean):
             break
-    bar.close()
     actor.eval()
-    agent.summary = {"algorithm": "sac", "seconds": time.perf_counter() - t0, "queries": env.blackbox.n_queries - q0,
-                     "waves": len(history), "train_ecgs": int(len(train_idx)), "transitions": len(buffer),
-                     "swept_ecgs": swept, "sweep_queries": sweep_queries,
-                     "history": history}  # fmt: skip
+    agent.summary = log.summary(train_idx, transitions=len(buffer), swept_ecgs=swept, sweep_queries=sweep_queries)
     return agent
 
 
@@ -138,9 +130,7 @@ def _sweep(env: EditEnv, idx: np.ndarray, buffer: ReplayBuffer, budget: int) -> 
             continue
         swept += 1
         states, masks = env.observe(ep)
-        actions = np.flatnonzero(masks[0])
-        trial = ep.repeat(0, len(actions))
-        rewards = env.step(trial, actions)
+        actions, trial, rewards = env.try_every_edit(ep, 0)
         next_states, next_masks = env.observe(trial)
         buffer.add(s=np.repeat(states, len(actions), axis=0), m=np.repeat(masks, len(actions), axis=0),
                    a=actions.astype(np.int64), r=rewards.astype(np.float32), s2=next_states, m2=next_masks,
