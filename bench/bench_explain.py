@@ -19,7 +19,7 @@ agent's edit. Territory: on ECGs labelled with a culprit vessel, the share whose
 vessel's territory (LAD: V1-V4; LCx: I, aVL, V5, V6 and V1-V3 for posterior; RCA: II, III, aVF and reciprocal aVL).
 
 Rows: "agent" is what `explain()` does by default (the policy's top-k edits tried per step in one batched call,
-`--top-k`, default 4); "agent top-1" is the bare policy (one call per step). Targets (issue 6), checked on the
+`--top-k`, default 8); "agent top-1" is the bare policy (one call per step). Targets (issue 6), checked on the
 default roll-out: agent validity >= 0.90, median <= 3 edits and <= 0.3 mV, <= 1 s per ECG, >= 5x faster than
 greedy at comparable validity; tree fidelity >= 0.85.
 """
@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from vlm_ecg.explain.agent import AgentConfig, run_episodes
 from vlm_ecg.explain.distill import fidelity
 from vlm_ecg.explain.environment import BlackBox, EcgPool, EditEnv
-from vlm_ecg.explain.explainer import explainer_dir, load_explainer
+from vlm_ecg.explain.explainer import DEFAULT_TOP_K, explainer_dir, load_explainer
 from vlm_ecg.explain.training import ExplainTrainConfig, run_split, train_explainer
 from vlm_ecg.predict import Predictor
 
@@ -119,7 +119,9 @@ def main() -> None:
     parser.add_argument("--run", type=Path, default=Path("runs/default"), help="run folder")
     parser.add_argument("--n", type=int, default=200, help="test ECGs predicted positive to explain")
     parser.add_argument("--greedy-n", type=int, default=30, help="of those, how many the greedy search explains")
-    parser.add_argument("--top-k", type=int, default=4, help="edits the agent tries per step (explain()'s default)")
+    parser.add_argument(
+        "--top-k", type=int, default=DEFAULT_TOP_K, help="edits the agent tries per step (explain()'s default)"
+    )
     parser.add_argument("--fresh-seed", type=int, default=1000, help="seed of the fresh cohort that tops up")
     parser.add_argument("--retrain", action="store_true", help="train the explainer even if the run has one")
     parser.add_argument("--total-queries", type=int, default=AgentConfig().total_queries, help="when training")

@@ -268,7 +268,7 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-depth", type=int, default=5, help="depth of the distilled tree (<= 5)")
     p.add_argument("--dagger-rounds", type=int, default=1, help="DAgger re-roll-outs during distillation")
     p.add_argument("--levels", type=float, nargs="+", default=[0.1, 0.2, 0.3], help="edit step sizes, mV")
-    p.add_argument("--max-steps", type=int, default=10, help="edits per explanation at most")
+    p.add_argument("--max-steps", type=int, default=20, help="edits per explanation at most")
     p.add_argument("--limb-policy", default="dipole", choices=["dipole", "isolated"], help="limb-lead edits")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -278,7 +278,7 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run", type=Path, default=Path("runs/default"), help="run folder with final/ and explainer/")
     p.add_argument("--out", type=Path, required=True, help="output folder (one NAME.report.json / .overlay.png each)")
     p.add_argument("--method", default="auto", choices=["auto", "agent", "tree", "greedy"])
-    p.add_argument("--top-k", type=int, default=4, help="agent: edits tried per step in one batched call (1 = policy)")
+    p.add_argument("--top-k", type=int, default=8, help="agent: edits tried per step in one batched call (1 = policy)")
     p.set_defaults(func=_cmd_explain)
 
 

@@ -40,7 +40,10 @@ class EnvConfig:
     """The edit space and the reward (saved with the agent; the greedy baseline uses the same)."""
 
     levels_mv: tuple[float, ...] = _help("step sizes an action can take, mV", (0.1, 0.2, 0.3))
-    max_steps: int = _help("edits per episode at most", 10)
+    max_steps: int = _help(
+        "edits per episode at most (at 10, every ECG the agent failed to flip had used all 10, mostly 0.1 mV steps)",
+        20,
+    )
     limb_policy: str = _help("'dipole' (limb leads stay Einthoven-consistent) or 'isolated'", "dipole")
     flip_bonus: float = _help("reward for flipping the decision", 1.0)
     progress_weight: float = _help("weight of the shaped progress towards the threshold (scaled logit)", 1.0)

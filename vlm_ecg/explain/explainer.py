@@ -36,6 +36,9 @@ RULES_FILE = "rules.txt"
 TREE_PNG = "tree.png"
 DISTILL_REPORT = "distill_report.json"
 METHODS = ("auto", "agent", "tree", "greedy")
+DEFAULT_TOP_K = (
+    8  # edits the agent tries per step; 200 positives of the default run: 0.92 valid at 31 calls (4: 0.90 at 22)
+)
 
 
 class Explainer:
@@ -74,7 +77,9 @@ class Explainer:
     def env_config(self) -> EnvConfig:
         return self.agent.env_config if self.agent is not None else EnvConfig()
 
-    def explain(self, ecg: Ecg | str | Path, method: str = "auto", confounders=None, top_k: int = 4) -> Explanation:
+    def explain(
+        self, ecg: Ecg | str | Path, method: str = "auto", confounders=None, top_k: int = DEFAULT_TOP_K
+    ) -> Explanation:
         """Explain the model's triage decision on one ECG (read and standardised to 500 Hz, 10 s first).
 
         Args:
@@ -183,7 +188,7 @@ def load_explainer(run_dir: str | Path, predictor=None, require_agent: bool = Tr
 
 
 def explain(ecg: Ecg | str | Path, model_or_predictor, explainer: Explainer | None = None, method: str = "auto",
-            confounders=None, top_k: int = 4) -> Explanation:  # fmt: skip
+            confounders=None, top_k: int = DEFAULT_TOP_K) -> Explanation:  # fmt: skip
     """Explain the model's triage decision on `ecg` with edits that flip it.
 
     Args:

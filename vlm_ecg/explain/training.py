@@ -1,4 +1,4 @@
-"""Train a run's explainer: PPO agent on training-split positives, tree distilled on validation positives.
+"""Train a run's explainer: the RL agent (SAC) on training-split positives, the tree on validation positives.
 
     vlm-ecg explain-train runs/default                   # -> runs/default/explainer/
     path = train_explainer("runs/default", ExplainTrainConfig(), AgentConfig(total_queries=5000))
