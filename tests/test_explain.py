@@ -12,7 +12,7 @@ from vlm_ecg.cli import main
 from vlm_ecg.explain.agent import CounterfactualAgent
 from vlm_ecg.explain.edits import apply_edits
 from vlm_ecg.explain.environment import BlackBox, EcgPool, EditEnv
-from vlm_ecg.explain.explainer import load_explainer
+from vlm_ecg.explain.explainer import DEFAULT_TOP_K, load_explainer
 from vlm_ecg.explain.report import Explanation
 from vlm_ecg.explain.training import run_split
 from vlm_ecg.io import write_ecg
@@ -104,8 +104,8 @@ def test_explain_returns_an_explanation_and_writes_reports(explainer, test_posit
     assert isinstance(explanation, Explanation) and explanation.method == "agent"
     assert explanation.prob_before >= explanation.threshold and explanation.decision_before
     assert explanation.flipped == (explanation.prob_after < explanation.threshold)
-    assert explanation.counterfactual.signal.shape == (12, 5000) and explanation.top_k == 4
-    assert explanation.n_queries <= 1 + 4 * explainer.agent.env_config.max_steps  # first answer + k per step
+    assert explanation.counterfactual.signal.shape == (12, 5000) and explanation.top_k == DEFAULT_TOP_K
+    assert explanation.n_queries <= 1 + DEFAULT_TOP_K * explainer.agent.env_config.max_steps  # first answer + k a step
     assert explanation.probs[0] == explanation.prob_before and explanation.probs[-1] == explanation.prob_after
     assert all(t.split()[0] in ("lower", "raise", "increase", "reduce") for t in explanation.texts)
     data = explanation.to_dict()

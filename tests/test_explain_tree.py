@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn.tree import DecisionTreeClassifier
 
-from vlm_ecg.explain.distill import TreePolicy, fidelity
-from vlm_ecg.explain.state import ActionSpace, feature_names
+from vlm_ecg.explain.distill import REPEAT_WORDS, TreePolicy, fidelity, repeat_edits
+from vlm_ecg.explain.state import N_SLOTS, ActionSpace, feature_names
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +87,33 @@ def test_rules_are_readable(fitted):
     assert all(r.split(" IF ")[1].startswith('"V3 ST (mV)') for r in rules)  # the root's test comes first
     assert any('"V3 ST (mV) > 0.100"' in r and "THEN lower V3 ST segment (J+60 ms) by 0.10 mV  [9" in r
                and r.endswith("% of the agent's edits in this leaf]") for r in rules)  # fmt: skip
+
+
+def test_repeat_class_continues_the_largest_edit_so_far():
+    """The "repeat" class stands for the edit continuing the state's largest edit whose next step is allowed."""
+    names = feature_names()
+    space = ActionSpace((0.1, 0.2, 0.3))
+    n_levels, n_edits = 3, len(space) // 3
+    rng = np.random.default_rng(0)
+    x = rng.normal(0.0, 0.2, size=(400, len(names))).astype(np.float32)
+    x[:, N_SLOTS : 2 * N_SLOTS] = 0.0  # no edits yet ...
+    v2_st, ii_t = names.index("V2 ST edit (mV)"), names.index("II T edit (mV)")
+    x[:200, v2_st], x[:200, ii_t] = -0.3, 0.1  # ... except on half the states: V2 ST lowered, II T raised
+    masks = np.ones((len(x), len(space)), dtype=bool)
+    lower_v2_st, raise_ii_t = space.index("V2", "ST", -0.1) // n_levels, space.index("II", "T", 0.1) // n_levels
+    target = repeat_edits(x, masks, n_levels)
+    assert (target[:200] == lower_v2_st).all() and (target[200:] == -1).all()
+    blocked = masks.copy()
+    blocked[:, lower_v2_st * n_levels : (lower_v2_st + 1) * n_levels] = False  # V2 ST at its cap: II T is next
+    assert (repeat_edits(x, blocked, n_levels)[:200] == raise_ii_t).all()
+
+    fresh = space.index("V5", "T", -0.1) // n_levels
+    labels = np.where(np.arange(len(x)) < 200, n_edits, fresh)  # repeat once an edit has begun, else lower V5 T
+    clf = DecisionTreeClassifier(max_depth=2, random_state=0).fit(x, labels)
+    prior = np.ones(len(space))
+    tree = TreePolicy.from_sklearn(clf, names, [space.name(a) for a in range(len(space))], prior, n_levels)
+    assert tree.repeat_class == n_edits
+    np.testing.assert_array_equal(tree.predict(x, masks), np.where(np.arange(len(x)) < 200, lower_v2_st, fresh))
+    acted = tree.act(x, blocked)
+    assert (acted[:200] // n_levels == raise_ii_t).all() and blocked[np.arange(len(x)), acted].all()
+    assert any(REPEAT_WORDS in rule for rule in tree.rules().splitlines())
