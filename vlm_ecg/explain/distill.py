@@ -25,7 +25,8 @@ action mask as the agent: it takes its most probable edit that is allowed in the
 another size of the same edit next; ties broken by how often the agent used each action).
 
 The fitted tree is stored WITHOUT pickle: its arrays (children, feature, threshold, value, classes, names) go
-to JSON and `TreePolicy` rebuilds a predictor from them that equals sklearn's `predict`.
+to JSON and `TreePolicy` rebuilds a predictor from them that equals sklearn's (`apply`, `predict_proba`; `predict`
+too, once a "repeat" leaf's edit is resolved).
 """
 
 from __future__ import annotations
