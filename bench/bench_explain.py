@@ -54,7 +54,6 @@ def fresh_positives(
 ) -> tuple[list, np.ndarray, list[str], np.ndarray]:
     """Up to `need` ECGs the model calls positive from fresh synthetic cohorts (the run's generator settings, seed
     `seed`, `seed + 1`, ...): (ECGs, strata, culprits of labelled positives, probabilities)."""
-    from vlm_ecg.causal import StrataConfig, strata_from_columns
     from vlm_ecg.data import build_dataset
     from vlm_ecg.ecg import Ecg
     from vlm_ecg.synth import make_cohort
@@ -68,9 +67,7 @@ def fresh_positives(
         records = make_cohort(n=1000, prevalence=config.synth_prevalence, confounding=config.synth_confounding,
                               noise=config.synth_noise, seed=seed + attempt)  # fmt: skip
         data = build_dataset(records)
-        z = np.full(len(records), -1)
-        if predictor.config.num_strata and "strata" in (predictor.facts or {}):
-            z = strata_from_columns(data, StrataConfig(**predictor.facts["strata"]["config"]))
+        z = predictor.strata_of_rows(data)
         signals = np.stack([r.ecg.signal for r in records]).astype(np.float32)
         p = blackbox(signals, z)
         for i in np.flatnonzero(p >= blackbox.threshold):

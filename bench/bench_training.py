@@ -61,15 +61,12 @@ def train(out: Path, common: list[str], extra: list[str]) -> dict:
 
 def score(run: Path, dataset, adjusted: bool) -> dict:
     """AUROC and sensitivity at 90 % specificity of a run on a data set (all rows)."""
-    from vlm_ecg.causal import StrataConfig, strata_from_columns
     from vlm_ecg.evaluation import predict_dataset
     from vlm_ecg.metrics import triage_metrics
     from vlm_ecg.predict import Predictor
 
     predictor = Predictor.from_pretrained(run)
-    strata = None
-    if predictor.config.num_strata:
-        strata = strata_from_columns(dataset, StrataConfig(**predictor.facts["strata"]["config"]))
+    strata = predictor.strata_of_rows(dataset) if predictor.strata_config is not None else None
     pred = predict_dataset(predictor, dataset, strata, progress=False)
     prob = pred["triage_prob_adjusted"] if adjusted and "triage_prob_adjusted" in pred else pred["triage_prob"]
     m = triage_metrics(pred["triage_true"], prob, 0.5, 0, 0.95, 10, 0)

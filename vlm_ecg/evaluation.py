@@ -176,7 +176,7 @@ def evaluate_run(
     Returns:
         (metrics with an added printable ``summary``, the output folder).
     """
-    from .causal import StrataConfig, strata_from_columns, strata_names
+    from .causal import strata_names
     from .metric_plots import plot_evaluation
     from .metrics import save_metrics
     from .predict import Predictor
@@ -197,9 +197,8 @@ def evaluate_run(
     part = splits[split]
     strata = None
     names = None
-    if predictor.config.num_strata and "strata" in predictor.facts:
-        sc = StrataConfig(**predictor.facts["strata"]["config"])
-        strata, names = strata_from_columns(part, sc), strata_names(sc)
+    if predictor.strata_config is not None:
+        strata, names = predictor.strata_of_rows(part), strata_names(predictor.strata_config)
     pred = predict_dataset(predictor, part, strata, batch_size)
     threshold = predictor.decision_threshold
     metrics = score_predictions(pred, names, n_boot=n_boot, seed=seed, threshold=threshold)

@@ -249,16 +249,35 @@ class Predictor:
         return predictor
 
     # ------------------------------------------------------------------ inputs
+    @property
+    def strata_config(self):
+        """The run's confounder binning (`StrataConfig`), None when the model has no strata."""
+        if not self.config.num_strata or "strata" not in self.facts:
+            return None
+        from .causal import StrataConfig
+
+        return StrataConfig(**self.facts["strata"]["config"])
+
     def stratum_of(self, confounders: Confounders | None) -> int:
         """Stratum code of a patient under the run's binning; -1 (unknown) without confounders or strata."""
-        if confounders is None or not self.config.num_strata or "strata" not in self.facts:
+        sc = self.strata_config
+        if confounders is None or sc is None:
             return -1
-        from .causal import StrataConfig, assign_strata
+        from .causal import assign_strata
 
-        sc = StrataConfig(**self.facts["strata"]["config"])
         c = confounders
         code = assign_strata([c.age_years], [c.sex], [c.hypertension], [c.diabetes], [c.prior_mi], sc)[0]
         return int(code)
+
+    def strata_of_rows(self, dataset) -> np.ndarray:
+        """(len(dataset),) stratum codes of a dataset's rows (its age / sex / history columns) under the run's
+        binning; all -1 (unknown) when the model has no strata."""
+        sc = self.strata_config
+        if sc is None:
+            return np.full(len(dataset), -1)
+        from .causal import strata_from_columns
+
+        return np.asarray(strata_from_columns(dataset, sc))
 
     def images(self, signals: np.ndarray) -> torch.Tensor:
         """(B, 12, n) mV at 500 Hz -> (B, 3, S, S) normalised pixel values, as in training."""

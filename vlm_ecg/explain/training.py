@@ -71,7 +71,6 @@ def run_split(run_dir: str | Path, split: str, n: int = 0, positives_first: bool
     With `positives_first`, rows labelled positive come first (in a seeded random order), then the others: the
     explainer needs ECGs the model calls positive, and those are mostly labelled positives.
     """
-    from ..causal import StrataConfig, strata_from_columns
     from ..labels import CULPRITS
     from ..train_config import load_train_config
     from ..train_data import load_splits
@@ -89,10 +88,7 @@ def run_split(run_dir: str | Path, split: str, n: int = 0, positives_first: bool
         order = np.concatenate([order[triage[order] == 1], order[triage[order] != 1]])
     rows = np.sort(order[:n] if n else order)
     subset = data.select(rows.tolist())
-    strata = np.full(len(rows), -1)
-    facts = getattr(predictor, "facts", {}) or {}
-    if predictor is not None and predictor.config.num_strata and "strata" in facts:
-        strata = strata_from_columns(subset, StrataConfig(**facts["strata"]["config"]))
+    strata = predictor.strata_of_rows(subset) if predictor is not None else np.full(len(rows), -1)
     ecgs = [
         Ecg(np.asarray(r["signal"], dtype=np.float32), float(r["fs"]), {"id": r["id"], "source": r["id"]})
         for r in subset
