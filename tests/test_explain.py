@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from vlm_ecg.cli import main
-from vlm_ecg.explain.agent import CounterfactualAgent
+from vlm_ecg.explain.agent import AgentConfig, CounterfactualAgent, run_episodes, train_agent
+from vlm_ecg.explain.consistency import ConsistencyConfig, make_tree_consistent
+from vlm_ecg.explain.distill import TreeDistiller, fidelity
 from vlm_ecg.explain.edits import apply_edits
-from vlm_ecg.explain.environment import BlackBox, EcgPool, EditEnv
+from vlm_ecg.explain.environment import BlackBox, EcgPool, EditEnv, EnvConfig
 from vlm_ecg.explain.explainer import DEFAULT_TOP_K, load_explainer
 from vlm_ecg.explain.report import Explanation
 from vlm_ecg.explain.training import run_split
@@ -52,6 +54,7 @@ def test_explainer_folder_holds_exactly_the_artefacts(run, explainer):
     d = report["distill"]
     assert d["depth"] <= 5 and 0.0 <= d["fidelity"] <= 1.0 and 0.0 <= d["tree_validity"] <= 1.0
     assert report["agent_training"]["queries"] >= 1500 and report["history"]
+    assert len(report["agent_training"]["consistency"]) == 4  # explain-train's default tree-consistency rounds
     # the first-step sweep ran and stopped near half the budget (it may finish the ECG it started: <= 288 edits)
     training = report["agent_training"]
     assert training["swept_ecgs"] >= 1 and 0 < training["sweep_queries"] < 1500 // 2 + 12 * 4 * 2 * 3
@@ -93,6 +96,57 @@ def test_agent_learns_to_flip_positive_decisions(run, explainer):
                                  agent.env_config.limb_policy)  # fmt: skip
     p = blackbox(counterfactual.signal[None], pool.strata[positives[i : i + 1]])[0]
     assert p == pytest.approx(trained.prob[i], abs=1e-6) and p < explainer.predictor.decision_threshold
+
+
+def test_territory_actions_step_the_territory_lead_the_mask_allows(run, explainer):
+    """A territory action edits the lead `ActionSpace.resolve` names (the most extreme one the mask allows), and is
+    allowed exactly when one of its leads may take the edit."""
+    split = run_split(run, "train", 40, predictor=explainer.predictor)
+    blackbox = BlackBox(explainer.predictor)
+    pool = EcgPool.build(split.ecgs[:12], blackbox, split.strata[:12])
+    env = EditEnv(pool, blackbox, EnvConfig(targets="territory"))
+    ep = env.start(np.flatnonzero(pool.prob0 >= blackbox.threshold))
+    assert ep.active.any()
+    slot_ok, ok = env.slot_masks(ep), env.masks(ep)
+    a = env.actions
+    for action in (a.index("III", "ST", -0.1), a.index("V2", "T", 0.2)):
+        cols = env.slot_edits.slot_action(a.members[action], a.sign[action] > 0, action % len(a.levels_mv))
+        np.testing.assert_array_equal(ok[:, action], slot_ok[:, cols].any(axis=1))
+    action = a.index("III", "ST", -0.1)
+    ep = ep.take(np.flatnonzero(ok[:, action]))
+    assert len(ep.idx) >= 1
+    expected = a.resolve(np.full(len(ep.idx), action), env.amplitudes(ep), env.slot_masks(ep))
+    env.step(ep, np.full(len(ep.idx), action))
+    for i, slot in enumerate(expected):
+        assert np.flatnonzero(ep.edits[i]).tolist() == [slot] and ep.edits[i, slot] == -0.1
+
+
+def test_tree_consistency_makes_the_agent_agree_with_its_tree(run, explainer):
+    """Fine-tuning towards the distilled tree raises how often a depth-5 tree can follow the agent; a zero
+    tolerance adopts nothing."""
+    split = run_split(run, "train", 40, predictor=explainer.predictor)
+    blackbox = BlackBox(explainer.predictor)
+    pool = EcgPool.build(split.ecgs, blackbox, split.strata)
+    env = EditEnv(pool, blackbox, EnvConfig(), explainer.agent.margin_scale)
+    positives = np.flatnonzero(pool.prob0 >= blackbox.threshold)
+    agent = train_agent(env, AgentConfig(total_queries=600, n_envs=16, sweep_ecgs=2), positives, progress=False)
+    distiller = TreeDistiller(max_depth=3)
+
+    def agreement() -> float:
+        seen = run_episodes(env, positives, agent.policy)[1]
+        tree = distiller.fit_tree(seen["states"], seen["masks"], seen["actions"], agent.feature_names,
+                                  agent.actions)[0]  # fmt: skip
+        return fidelity(tree, seen["states"], seen["masks"], seen["actions"])
+
+    before = agreement()
+    none = make_tree_consistent(agent, [(env, positives)], ConsistencyConfig(rounds=1, tolerance=0.0), distiller)
+    assert none[0]["adopted"] == 0.0
+    history = make_tree_consistent(agent, [(env, positives)], ConsistencyConfig(rounds=2), distiller)
+    after = agreement()
+    assert len(history) == 2 and history[0]["adopted"] > 0
+    assert after > before and after >= 0.8, (before, after)
+    with pytest.raises(ValueError, match="tolerance"):
+        ConsistencyConfig(tolerance=-1.0)
 
 
 def test_explain_returns_an_explanation_and_writes_reports(explainer, test_positives, tmp_path):

@@ -168,3 +168,31 @@ def test_action_space_and_state_vector():
     n = 3
     x = state_features(np.zeros((n, 12, 4)), np.zeros((n, 48)), np.full(n, 0.7), np.ones(n), np.zeros(n))
     assert x.shape == (n, len(names)) and "V3 ST (mV)" in names and "probability" in names
+
+
+def test_territory_actions_edit_the_most_extreme_allowed_lead():
+    lead_space, space = ActionSpace((0.1, 0.2, 0.3), "lead"), ActionSpace((0.1, 0.2, 0.3), "territory")
+    assert len(space) == 4 * 4 * 2 * 3 and space.target_names == ["anterior", "lateral", "inferior", "aVR"]
+    lower_inf_st = space.index("III", "ST", -0.1)
+    assert space.name(lower_inf_st) == (
+        "lower the ST segment (J+60 ms) of the inferior lead (II, III, aVF) where it is highest by 0.10 mV"
+    )
+    assert space.name(space.index("aVR", "T", 0.2)) == "raise aVR T wave by 0.20 mV"  # a one-lead target
+    assert "where it is largest" in space.name(space.index("V2", "QRS", -0.1))
+    # every (lead, segment, direction) belongs to exactly one action per level, and edit_of_slot says which
+    for a in range(len(space)):
+        for slot in space.members[a][space.members[a] >= 0]:
+            assert space.edit_of_slot[slot * 2 + int(space.sign[a] > 0)] == space.edit_index[a]
+    amps = np.zeros((2, len(SLOTS)))
+    st = {lead: SLOTS.index((lead, "ST")) for lead in ("II", "III", "aVF")}
+    amps[:, st["II"]], amps[:, st["III"]], amps[:, st["aVF"]] = 0.05, 0.20, -0.10
+    raise_inf_st = space.index("III", "ST", 0.1)
+    slots = space.resolve(np.array([lower_inf_st, raise_inf_st]), amps)
+    assert list(slots) == [st["III"], st["aVF"]]  # lowering takes the highest ST, raising the lowest
+    allowed = np.ones((2, len(lead_space)), dtype=bool)
+    allowed[0, lead_space.index("III", "ST", -0.1)] = False  # III may not go lower: the next highest, II
+    assert space.resolve(np.array([lower_inf_st]), amps[:1], allowed[:1])[0] == st["II"]
+    with pytest.raises(ValueError, match="targets"):
+        ActionSpace((0.1,), "vessel")
+    with pytest.raises(ValueError, match="resolve"):
+        _ = space.slot

@@ -270,6 +270,15 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--levels", type=float, nargs="+", default=[0.1, 0.2, 0.3], help="edit step sizes, mV")
     p.add_argument("--max-steps", type=int, default=20, help="edits per explanation at most")
     p.add_argument("--limb-policy", default="dipole", choices=["dipole", "isolated"], help="limb-lead edits")
+    p.add_argument("--consistency-rounds", type=int, default=4,
+                   help="rounds of tree-consistency fine-tuning of the agent (0: none)")  # fmt: skip
+    p.add_argument("--consistency-margin", type=float, default=5.0,
+                   help="nats by which the tree's edit is put above the agent's best in the soft targets")  # fmt: skip
+    p.add_argument("--consistency-tolerance", type=float, default=None,
+                   help="take the tree's edit only where the agent prefers its own by < this many nats (default: "
+                        "always)")  # fmt: skip
+    p.add_argument("--targets", default="lead", choices=["territory", "lead"],
+                   help="what an action names: a coronary territory (its most extreme lead) or any lead")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_cmd_explain_train)
@@ -286,6 +295,7 @@ def _cmd_explain_train(args: argparse.Namespace) -> int:
     import json
 
     from .explain.agent import AgentConfig
+    from .explain.consistency import ConsistencyConfig
     from .explain.environment import EnvConfig
     from .explain.training import ExplainTrainConfig, train_explainer
 
@@ -299,8 +309,12 @@ def _cmd_explain_train(args: argparse.Namespace) -> int:
             sweep_ecgs=args.sweep_ecgs,
             seed=args.seed,
         )
-        env_config = EnvConfig(levels_mv=tuple(args.levels), max_steps=args.max_steps, limb_policy=args.limb_policy)
-        out = train_explainer(args.run, config, agent_config, env_config, progress=not args.no_progress)
+        env_config = EnvConfig(levels_mv=tuple(args.levels), max_steps=args.max_steps, limb_policy=args.limb_policy,
+                               targets=args.targets)  # fmt: skip
+        consistency = ConsistencyConfig(rounds=args.consistency_rounds, tolerance=args.consistency_tolerance,
+                                        margin=args.consistency_margin)  # fmt: skip
+        out = train_explainer(args.run, config, agent_config, env_config, progress=not args.no_progress,
+                              consistency=consistency)  # fmt: skip
     except (OSError, ValueError) as exc:  # no run, nothing predicted positive, bad settings
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -14,9 +14,11 @@ Train a run's explainer with ``vlm-ecg explain-train RUN``; explain a file with
 | module | holds |
 |---|---|
 | `edits` | `Edit`, `BeatFrame` (segment windows from the delineation), `apply_edits`, bounds, limb-lead coupling |
-| `state` | the state vector (per-lead measurements, edits so far, probability) and the discrete `ActionSpace` |
+| `state` | state vector (measurements, edits so far, probability) and the discrete `ActionSpace` (lead/territory) |
 | `environment` | the MDP: `BlackBox` (batched model calls), `EcgPool`, `EditEnv` (masks, reward, episodes) |
-| `agent` | `CounterfactualAgent` (actor-critic MLPs), `train_agent` (PPO + GAE), safetensors + JSON files |
+| `agent` | `CounterfactualAgent` (policy network, top-k roll-outs), `train_agent` (SAC or PPO), safetensors + JSON |
+| `sac`, `ppo` | the two actor-critic trainers |
+| `consistency` | `make_tree_consistent`: fine-tunes the policy's first choice towards its distilled tree |
 | `distill` | `TreeDistiller` (sklearn tree, DAgger, fidelity), `TreePolicy` (JSON arrays, rules, acting) |
 | `greedy` | `greedy_search`: the per-ECG baseline over the same edit space |
 | `report` | `Explanation`: edits in words, counterfactual, probabilities, JSON report, overlay PNG |
@@ -45,6 +47,8 @@ _EXPORTS = {
     "AgentConfig": "agent",
     "CounterfactualAgent": "agent",
     "train_agent": "agent",
+    "ConsistencyConfig": "consistency",
+    "make_tree_consistent": "consistency",
     "TreeDistiller": "distill",
     "TreePolicy": "distill",
     "greedy_search": "greedy",

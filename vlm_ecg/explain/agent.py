@@ -90,10 +90,11 @@ class ActionScorer(nn.Module):
     """One score per action (policy logits or Q values) on the standardised state.
 
     score(s, a) = h(s) . E(a) + U(a) . dyn(s, a) + b(a): h is an MLP embedding of the state; E, U and b are linear
-    in the action's descriptors (lead, segment, direction, size: `ActionSpace.descriptors`); dyn(s, a) is what the
-    state says about the edited slot (its current value and the edit so far, each also times the direction), so a
-    rule like "lower the ST of the lead whose ST is highest" is one weight shared by every lead. Cost: an (N, H) x
-    (H, A) product, cheap enough for many gradient steps per model call.
+    in the action's descriptors (target, segment, direction, size: `ActionSpace.descriptors`); dyn(s, a) is what the
+    state says about the slot the action edits (its current value and the edit so far, each also times the
+    direction; for a territory, the lead it would edit), so a rule like "lower the ST of the lead whose ST is
+    highest" is one weight shared by every lead. Cost: an (N, H) x (H, A) product, cheap enough for many gradient
+    steps per model call.
     """
 
     def __init__(self, n_features: int, actions: ActionSpace, hidden_size: int, init_scale: float = 1.0):
@@ -101,7 +102,7 @@ class ActionScorer(nn.Module):
         self.register_buffer("feature_mean", torch.zeros(n_features))
         self.register_buffer("feature_std", torch.ones(n_features))
         self.register_buffer("descriptors", torch.from_numpy(actions.descriptors()).float())  # (A, K)
-        self.register_buffer("slot", torch.from_numpy(actions.slot).long())  # (A,)
+        self.register_buffer("members", torch.from_numpy(actions.members).long())  # (A, W) slots, -1 padding
         self.register_buffer("sign", torch.from_numpy(actions.sign).float())  # (A,)
         h, k = hidden_size, self.descriptors.shape[1]
         self.state_embed = nn.Sequential(nn.Linear(n_features, h), nn.Tanh(), nn.Linear(h, h), nn.Tanh())
@@ -113,6 +114,14 @@ class ActionScorer(nn.Module):
                 layer.weight.mul_(init_scale)
                 layer.bias.mul_(init_scale)
 
+    def edited_slots(self, states: torch.Tensor) -> torch.Tensor:
+        """(N, A) the slot each action would edit (`ActionSpace.resolve` without the mask: a territory's most
+        extreme lead the other way)."""
+        members = self.members.clamp(min=0)
+        key = -self.sign[:, None] * states[:, members]  # (N, A, W) raw measurements: highest first when lowering
+        key = key.masked_fill((self.members < 0)[None], -torch.inf)
+        return members[None].expand(len(states), -1, -1).gather(2, key.argmax(dim=2, keepdim=True)).squeeze(2)
+
     def standardise(self, states: torch.Tensor) -> torch.Tensor:
         return (states - self.feature_mean) / self.feature_std
 
@@ -120,7 +129,8 @@ class ActionScorer(nn.Module):
         """(N, F) raw states -> (N, A) scores."""
         x = self.standardise(states)
         n_slots = len(SLOTS)
-        amp, edit = x[:, self.slot], x[:, n_slots + self.slot]  # (N, A) each: the edited slot's value, edit so far
+        slot = self.edited_slots(states)
+        amp, edit = x.gather(1, slot), x.gather(1, n_slots + slot)  # (N, A) each: the edited slot's value, edit so far
         dyn = torch.stack([amp, edit, amp * self.sign, edit * self.sign], dim=-1)  # (N, A, 4)
         d = self.descriptors
         interaction = self.state_embed(x) @ self.action_embed(d).T  # (N, H) @ (H, A) -> (N, A)
@@ -145,7 +155,7 @@ class CounterfactualAgent:
     def __init__(self, config: AgentConfig, env_config: EnvConfig, margin_scale: float = 1.0,
                  net: ActionScorer | None = None, summary: dict | None = None):  # fmt: skip
         self.config, self.env_config, self.margin_scale = config, env_config, float(margin_scale)
-        self.actions = ActionSpace(env_config.levels_mv)
+        self.actions = ActionSpace(env_config.levels_mv, env_config.targets)
         self.feature_names = feature_names()
         if net is None:
             with torch.random.fork_rng(devices=[]):
@@ -171,17 +181,23 @@ class CounterfactualAgent:
         """Greedy actions (N,): the deterministic policy used to explain and to distil."""
         return self.act(states, masks, greedy=True)[0]
 
-    def rollout(self, env: EditEnv, idx: np.ndarray, top_k: int = 1) -> Episodes:
+    def rollout(self, env: EditEnv, idx: np.ndarray, top_k: int = 1, seen: dict | None = None) -> Episodes:
         """Episodes on pool ECGs `idx` (all side by side).
 
         Args:
             top_k: 1 = the greedy policy (one model call per step). k > 1: at each step the policy's k best allowed
                 edits are tried in one batched model call and the one with the best reward is kept (k calls per
                 step, still far fewer than a search over every edit).
+            seen: when given, the visited states, their masks and the actions taken are written into it as
+                arrays (``"states"``, ``"masks"``, ``"actions"``; see `run_episodes`).
         """
         if top_k <= 1:
-            return run_episodes(env, idx, self.policy)[0]
+            ep, visited = run_episodes(env, idx, self.policy)
+            if seen is not None:
+                seen.update({k: visited[k] for k in ("states", "masks", "actions")})
+            return ep
         ep = env.start(idx)
+        steps: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         while ep.active.any():
             states, masks = env.observe(ep)
             rows = np.flatnonzero(ep.active)
@@ -196,7 +212,13 @@ class CounterfactualAgent:
             best = np.where(allowed, rewards, -np.inf).argmax(axis=1)
             actions = np.zeros(len(ep.idx), dtype=np.int64)
             actions[rows] = top[np.arange(len(rows)), best]
+            steps.append((states[rows], masks[rows], actions[rows]))
             env.step(ep, actions)  # answered from the cache
+        if seen is not None:
+            empty = (np.zeros((0, len(self.feature_names)), np.float32), np.zeros((0, len(env.actions)), bool),
+                     np.zeros(0, np.int64))  # fmt: skip
+            for k, key in enumerate(("states", "masks", "actions")):
+                seen[key] = np.concatenate([step[k] for step in steps]) if steps else empty[k]
         return ep
 
     # ------------------------------------------------------------------ files
@@ -211,7 +233,7 @@ class CounterfactualAgent:
         save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, tmp)
         os.replace(tmp, directory / AGENT_WEIGHTS)
         meta = {
-            "format": "vlm_ecg-explainer-agent/2",
+            "format": "vlm_ecg-explainer-agent/3",
             "agent": asdict(self.config),
             "env": asdict(self.env_config),
             "margin_scale": self.margin_scale,
@@ -239,7 +261,7 @@ class CounterfactualAgent:
                 "train one with `vlm-ecg explain-train RUN`"
             )
         meta = json.loads((directory / AGENT_CONFIG).read_text())
-        if meta.get("format") != "vlm_ecg-explainer-agent/2":
+        if meta.get("format") != "vlm_ecg-explainer-agent/3":
             raise ValueError(f"{directory}: explainer of format {meta.get('format')!r}; retrain it")
         env = meta["env"]
         env["levels_mv"] = tuple(env["levels_mv"])

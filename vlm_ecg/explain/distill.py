@@ -12,13 +12,16 @@ refit (`dagger_rounds` times), so the tree also learns what the agent would do w
 give the fidelity (share of the agent's states where the tree picks the agent's edit) and the validity of
 counterfactuals found by following the tree alone.
 
-The tree's classes are edits, (lead, segment, direction) ("lower V2 ST"), the decision a reader follows; the step
-size is the one the agent used most for that edit (`TreePolicy.act`), so rules read "THEN lower V2 ST segment
-(J+60 ms) by 0.10 mV". One more class, "repeat the largest edit so far" (`repeat_edits`), stands for whichever
-concrete edit continues the state's largest edit: about half of the agent's steps continue an edit it has begun
-(V2 ST lowered again until the cap), and a depth-limited tree cannot spell that out lead by lead. Measured with
+The tree's classes are edits, (lead or territory, segment, direction) ("lower V2 ST"), the decision a reader
+follows; the step size is the one the agent used most for that edit (`TreePolicy.act`), so rules read "THEN lower V2
+ST segment (J+60 ms) by 0.10 mV". One more class, "repeat the largest edit so far" (`repeat_edits`), stands for
+whichever concrete edit continues the state's largest edit: about half of the agent's steps continue an edit it has
+begun (V2 ST lowered again until the cap), and a depth-limited tree cannot spell that out lead by lead. Measured with
 bench/bench_explain.py on the default run (200 positives) with this class vs without: fidelity on the agent's test
 states 0.37 -> 0.49, validity of the tree's own counterfactuals 0.64 -> 0.72 (validation fidelity 0.47 -> 0.54).
+That is still a tree that agrees with the agent half the time: `vlm_ecg.explain.consistency` (run by
+``explain-train`` before this distillation) fine-tunes the agent's first choice towards such a tree, after which a
+tree fitted here agrees with it far more often (see that module).
 
 `fidelity_` counts agreement on the edit, `action_fidelity_` on the edit and its size. The tree acts through the same
 action mask as the agent: it takes its most probable edit that is allowed in the state (the agent's usual size first,
@@ -45,13 +48,21 @@ logger = logging.getLogger(__name__)
 
 TREE_FORMAT = "vlm_ecg-explainer-tree/1"
 REPEAT_WORDS = "repeat the largest edit so far (same lead, segment and direction)"
+TERRITORY_REPEAT_WORDS = "repeat the largest edit so far's territory edit (same territory, segment and direction)"
 
 
-def repeat_edits(states: np.ndarray, masks: np.ndarray, n_levels: int) -> np.ndarray:
-    """(N,) the edit index (lead, segment, direction) that continues each state's largest edit so far among those
-    with a step still allowed; -1 where no edit can be continued (ties: the first lead and segment)."""
+def repeat_edits(states: np.ndarray, masks: np.ndarray, n_levels: int, edit_of_slot: np.ndarray | None = None
+                 ) -> np.ndarray:  # fmt: skip
+    """(N,) the edit index (target, segment, direction) that continues each state's largest edit so far among those
+    with a step still allowed; -1 where no edit can be continued (ties: the first lead and segment).
+
+    Args:
+        edit_of_slot: (N_SLOTS * 2,) `ActionSpace.edit_of_slot` (None: single-lead targets, the identity).
+    """
     edits = np.asarray(states, dtype=np.float64)[:, N_SLOTS : 2 * N_SLOTS]  # (N, 48) edit so far per slot
     cont = np.arange(N_SLOTS)[None] * 2 + (edits > 0)  # (N, 48) the edit that continues each slot's edit
+    if edit_of_slot is not None:
+        cont = np.asarray(edit_of_slot)[cont]
     allowed = np.asarray(masks).reshape(len(edits), -1, n_levels).any(axis=2)  # (N, edits)
     score = np.where((edits != 0) & np.take_along_axis(allowed, cont, axis=1), np.abs(edits), -1.0)
     best = score.argmax(axis=1)
@@ -72,10 +83,12 @@ class TreePolicy:
         action_names: (n_actions,) words of every action of the action space.
         action_prior: (n_actions,) how often the agent took each action (step size per edit, tie-breaking).
         n_levels: step sizes per edit in the action space.
+        edit_of_slot: (N_SLOTS * 2,) the edit that moves each (lead, segment) slot in each direction
+            (`ActionSpace.edit_of_slot`; None: single-lead targets).
     """
 
     def __init__(self, children_left, children_right, feature, threshold, value, classes, feature_names,
-                 action_names, action_prior, n_levels):  # fmt: skip
+                 action_names, action_prior, n_levels, edit_of_slot=None):  # fmt: skip
         self.children_left = np.asarray(children_left, dtype=np.int64)
         self.children_right = np.asarray(children_right, dtype=np.int64)
         self.feature = np.asarray(feature, dtype=np.int64)
@@ -86,12 +99,13 @@ class TreePolicy:
         self.action_names = list(action_names)
         self.action_prior = np.asarray(action_prior, dtype=np.float64)
         self.n_levels = int(n_levels)
+        self.edit_of_slot = None if edit_of_slot is None else np.asarray(edit_of_slot, dtype=np.int64)
 
     @classmethod
-    def from_sklearn(cls, clf, feature_names, action_names, action_prior, n_levels) -> TreePolicy:
+    def from_sklearn(cls, clf, feature_names, action_names, action_prior, n_levels, edit_of_slot=None) -> TreePolicy:
         t = clf.tree_
         return cls(t.children_left, t.children_right, t.feature, t.threshold, t.value[:, 0, :], clf.classes_,
-                   feature_names, action_names, action_prior, n_levels)  # fmt: skip
+                   feature_names, action_names, action_prior, n_levels, edit_of_slot)  # fmt: skip
 
     # ------------------------------------------------------------------ predicting
     @property
@@ -135,7 +149,7 @@ class TreePolicy:
         proba = self.predict_proba(states)
         scores = np.zeros((len(proba), self.n_edits + 1))
         scores[:, self.classes] = proba
-        target = repeat_edits(states, masks, self.n_levels)
+        target = repeat_edits(states, masks, self.n_levels, self.edit_of_slot)
         rows = np.flatnonzero(target >= 0)
         scores[rows, target[rows]] += scores[rows, self.repeat_class]
         return scores[:, : self.n_edits]
@@ -148,7 +162,9 @@ class TreePolicy:
 
     def class_words(self, edit: int) -> str:
         """A class in words: its edit with the usual step size, or the "repeat" rule."""
-        return REPEAT_WORDS if edit == self.repeat_class else self.action_names[self.usual_action(edit)]
+        if edit == self.repeat_class:
+            return REPEAT_WORDS if self.edit_of_slot is None else TERRITORY_REPEAT_WORDS
+        return self.action_names[self.usual_action(edit)]
 
     def usual_action(self, edit: int) -> int:
         """The action of `edit` with the step size the agent used most for it."""
@@ -211,6 +227,7 @@ class TreePolicy:
             "action_names": self.action_names,
             "action_prior": self.action_prior.tolist(),
             "n_levels": self.n_levels,
+            "edit_of_slot": None if self.edit_of_slot is None else self.edit_of_slot.tolist(),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -261,14 +278,28 @@ class TreeDistiller:
         self.holdout_fraction = holdout_fraction
         self.seed = seed
 
-    def _fit_tree(self, states, masks, actions, names, action_names, prior, n_levels) -> tuple[TreePolicy, object]:
+    def fit_tree(self, states, masks, actions, names, space, prior=None) -> tuple[TreePolicy, object]:
+        """One tree fitted to (state, the agent's action) pairs: (`TreePolicy`, the sklearn estimator).
+
+        Args:
+            states, masks, actions: the agent's visited states, their action masks and its actions there.
+            names: state feature names.
+            space: the agent's `ActionSpace`.
+            prior: (A,) how often the agent took each action (None: counted from `actions`).
+        """
         from sklearn.tree import DecisionTreeClassifier
 
+        if prior is None:
+            prior = np.bincount(actions, minlength=len(space)).astype(float)
+        n_levels = len(space.levels_mv)
         edits = actions // n_levels
-        labels = np.where(edits == repeat_edits(states, masks, n_levels), len(action_names) // n_levels, edits)
+        edit_of_slot = None if space.single_leads else space.edit_of_slot
+        repeat = repeat_edits(states, masks, n_levels, edit_of_slot)
+        labels = np.where(edits == repeat, len(space) // n_levels, edits)
         clf = DecisionTreeClassifier(max_depth=self.max_depth, min_samples_leaf=self.min_samples_leaf,
                                      random_state=self.seed).fit(states, labels)  # fmt: skip
-        return TreePolicy.from_sklearn(clf, names, action_names, prior, n_levels), clf
+        action_names = [space.name(a) for a in range(len(space))]
+        return TreePolicy.from_sklearn(clf, names, action_names, prior, n_levels, edit_of_slot), clf
 
     def fit(self, agent, env, idx: np.ndarray, extra: list[tuple] | None = None) -> TreeDistiller:
         """Distil `agent` on pool ECGs `idx` of `env` (split into fitting and held-out ECGs).
@@ -292,7 +323,6 @@ class TreeDistiller:
         n_hold = min(max(1, int(round(self.holdout_fraction * len(order)))), len(order) - 1)
         fit_idx, hold_idx = order[n_hold:], order[:n_hold]
         names = agent.feature_names
-        action_names = [agent.actions.name(a) for a in range(len(agent.actions))]
         sources = [(env, fit_idx), *((e, np.asarray(i)) for e, i in (extra or []) if len(i))]
 
         seen = [run_episodes(e, i, agent.policy)[1] for e, i in sources]
@@ -303,7 +333,7 @@ class TreeDistiller:
             raise ValueError("the agent took no step on the distillation ECGs (none is predicted positive?)")
         prior = np.bincount(actions, minlength=len(agent.actions)).astype(float)
         n_levels = len(agent.actions.levels_mv)
-        tree, clf = self._fit_tree(states, masks, actions, names, action_names, prior, n_levels)
+        tree, clf = self.fit_tree(states, masks, actions, names, agent.actions, prior)
         for _ in range(self.dagger_rounds):
             visited = [run_episodes(e, i, tree.act)[1] for e, i in sources]
             new_states = np.concatenate([v["states"] for v in visited])
@@ -313,7 +343,7 @@ class TreeDistiller:
             states = np.concatenate([states, new_states])
             masks = np.concatenate([masks, new_masks])
             actions = np.concatenate([actions, agent.policy(new_states, new_masks)])
-            tree, clf = self._fit_tree(states, masks, actions, names, action_names, prior, n_levels)
+            tree, clf = self.fit_tree(states, masks, actions, names, agent.actions, prior)
 
         agent_ep, held = run_episodes(env, hold_idx, agent.policy)
         tree_ep, tree_seen = run_episodes(env, hold_idx, tree.act)

@@ -43,7 +43,7 @@ MIN_QRS_MV = 0.2  # a QRS smaller than this is not scaled (its dominant deflecti
 MIN_QRS_SCALE = 0.25  # a QRS may shrink to a quarter of its size at most
 # physiological ranges of the measured values after editing, mV (QRS: dominant deflection magnitude)
 BOUNDS_MV: dict[str, tuple[float, float]] = {"P": (-0.3, 0.5), "QRS": (0.0, 5.0), "ST": (-0.8, 1.0), "T": (-1.5, 2.0)}
-_WORDS = {"P": "P wave", "QRS": "QRS amplitude", "ST": "ST segment (J+60 ms)", "T": "T wave"}
+SEGMENT_WORDS = {"P": "P wave", "QRS": "QRS amplitude", "ST": "ST segment (J+60 ms)", "T": "T wave"}
 
 _SQ3 = np.sqrt(3.0)
 # hexaxial frontal-plane lead vectors (I at 0 deg, II at 60, III at 120, aVR -150, aVL -30, aVF 90; aV* gain sqrt3/2)
@@ -84,7 +84,7 @@ class Edit:
             verb = "increase" if self.amplitude_mv > 0 else "reduce"
         else:
             verb = "raise" if self.amplitude_mv > 0 else "lower"
-        return f"{verb} {self.lead} {_WORDS[self.segment]} by {abs(self.amplitude_mv):.2f} mV"
+        return f"{verb} {self.lead} {SEGMENT_WORDS[self.segment]} by {abs(self.amplitude_mv):.2f} mV"
 
     def to_dict(self) -> dict:
         return {"lead": self.lead, "segment": self.segment, "amplitude_mv": float(self.amplitude_mv),

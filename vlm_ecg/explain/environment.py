@@ -26,7 +26,7 @@ import numpy as np
 from ..ecg import Ecg
 from ..errors import EcgError
 from .edits import LIMB_POLICIES, MAX_EDIT_MV, BeatFrame, Edit
-from .state import N_SLOTS, SLOTS, ActionSpace, state_features
+from .state import N_SLOTS, SLOTS, TARGETS, ActionSpace, state_features
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,11 @@ class EnvConfig:
         20,
     )
     limb_policy: str = _help("'dipole' (limb leads stay Einthoven-consistent) or 'isolated'", "dipole")
+    targets: str = _help(
+        "what an action names: 'lead' (any of the 12 leads) or 'territory' (a coronary territory; the edit goes to "
+        "its lead where the segment is most extreme the other way)",
+        "lead",
+    )
     flip_bonus: float = _help("reward for flipping the decision", 1.0)
     progress_weight: float = _help("weight of the shaped progress towards the threshold (scaled logit)", 1.0)
     size_cost_per_mv: float = _help("cost per mV of edit", 1.0)
@@ -54,6 +59,8 @@ class EnvConfig:
         self.levels_mv = tuple(float(v) for v in self.levels_mv)
         if self.limb_policy not in LIMB_POLICIES:
             raise ValueError(f"limb_policy must be one of {LIMB_POLICIES}, got {self.limb_policy!r}")
+        if self.targets not in TARGETS:
+            raise ValueError(f"targets must be one of {tuple(TARGETS)}, got {self.targets!r}")
         if self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
         if any(v <= 0 or v > MAX_EDIT_MV for v in self.levels_mv):
@@ -203,7 +210,8 @@ class EditEnv:
         if direction not in (1, -1):
             raise ValueError(f"direction must be +1 or -1, got {direction}")
         self.pool, self.blackbox, self.config = pool, blackbox, config
-        self.actions = ActionSpace(config.levels_mv)
+        self.actions = ActionSpace(config.levels_mv, config.targets)
+        self.slot_edits = ActionSpace(config.levels_mv, "lead")  # the concrete edits a territory action resolves to
         self.margin_scale = float(margin_scale)
         self.direction = direction
         self.threshold_logit = float(logit(blackbox.threshold))
@@ -228,9 +236,9 @@ class EditEnv:
         """(N, 48) current measurements (exact: linear in the edits)."""
         return self.pool.base[ep.idx] + np.einsum("ns,nsm->nm", ep.edits, self.pool.effects[ep.idx])
 
-    def masks(self, ep: Episodes) -> np.ndarray:
-        """(N, A) which actions can be taken (inactive episodes: none)."""
-        a = self.actions
+    def slot_masks(self, ep: Episodes) -> np.ndarray:
+        """(N, N_SLOTS * 2 * n_levels) which concrete single-lead edits can be applied (inactive episodes: none)."""
+        a = self.slot_edits
         cur = ep.edits[:, a.slot]  # (N, A)
         ok = self.pool.available[ep.idx][:, a.slot]
         ok &= np.abs(cur + a.delta_mv) <= MAX_EDIT_MV + 1e-9
@@ -242,6 +250,16 @@ class EditEnv:
         ok &= ((new >= lo - 1e-6) & (new <= hi + 1e-6)).all(axis=2)
         ok &= ep.active[:, None]
         return ok
+
+    def masks(self, ep: Episodes) -> np.ndarray:
+        """(N, A) which actions can be taken: a territory action when the edit is allowed on one of its leads."""
+        ok = self.slot_masks(ep)
+        a = self.actions
+        if a.single_leads:
+            return ok
+        level = np.arange(len(a)) % len(a.levels_mv)
+        col = a.slot_action(np.maximum(a.members, 0), (a.sign > 0)[:, None], level[:, None])  # (A, W)
+        return (ok[:, col] & (a.members >= 0)[None]).any(axis=2)
 
     def observe(self, ep: Episodes) -> tuple[np.ndarray, np.ndarray]:
         """(states (N, F) float32, masks (N, A) bool)."""
@@ -284,7 +302,11 @@ class EditEnv:
         if rows.size == 0:
             return rewards
         act = np.asarray(actions)[rows]
-        slots = a.slot[act]
+        if a.single_leads:
+            slots = a.slot[act]
+        else:
+            sub = ep.take(rows)
+            slots = a.resolve(act, self.amplitudes(sub), self.slot_masks(sub))
         new_slot = ep.edits[rows, slots] == 0
         ep.edits[rows, slots] += a.delta_mv[act]
         for i, s, new in zip(rows, slots, new_slot, strict=True):

@@ -13,6 +13,7 @@ angiography), or when the run has no trained explainer; `Explanation.method` say
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -122,6 +123,8 @@ class Explainer:
             scale = self.agent.margin_scale
         else:  # no trained reward scale: progress counts in units of this ECG's own distance to the threshold
             scale = max(abs(float(logit(pool.prob0[0]) - logit(blackbox.threshold))), 1e-6)
+        if method == "greedy":  # the search tries every lead, not only each territory's most extreme one
+            config = dataclasses.replace(config, targets="lead")
         env = EditEnv(pool, blackbox, config, scale, direction=1 if positive or method != "greedy" else -1)
         if method == "agent":
             episodes = self.agent.rollout(env, np.array([0]), top_k=top_k)

@@ -1,4 +1,5 @@
-"""Train a run's explainer: the RL agent (SAC) on training-split positives, the tree on validation positives.
+"""Train a run's explainer: the RL agent (SAC) on training-split positives, its first choice made consistent with a
+depth-5 tree (`consistency`, on the same positives), then the tree distilled on validation positives.
 
     vlm-ecg explain-train runs/default                   # -> runs/default/explainer/
     path = train_explainer("runs/default", ExplainTrainConfig(), AgentConfig(total_queries=5000))
@@ -27,6 +28,7 @@ import numpy as np
 from ..ecg import Ecg
 from ..run_folder import _atomic_dir, _commit, final_dir
 from .agent import AgentConfig, train_agent
+from .consistency import ConsistencyConfig, make_tree_consistent
 from .distill import TreeDistiller
 from .environment import BlackBox, EcgPool, EditEnv, EnvConfig, margin_scale
 from .explainer import DISTILL_REPORT, EXPLAINER_DIR, RULES_FILE, TREE_FILE, TREE_PNG
@@ -99,8 +101,10 @@ def run_split(run_dir: str | Path, split: str, n: int = 0, positives_first: bool
 
 def train_explainer(run_dir: str | Path, config: ExplainTrainConfig | None = None,
                     agent_config: AgentConfig | None = None, env_config: EnvConfig | None = None,
-                    predictor=None, progress: bool = True) -> Path:  # fmt: skip
-    """Train the agent, distil the tree and write ``RUN/explainer/`` (see the module docstring).
+                    predictor=None, progress: bool = True,
+                    consistency: ConsistencyConfig | None = None) -> Path:  # fmt: skip
+    """Train the agent, make it tree-consistent, distil the tree and write ``RUN/explainer/`` (see the module
+    docstring).
 
     Raises:
         FileNotFoundError: no trained model in `run_dir`.
@@ -108,10 +112,11 @@ def train_explainer(run_dir: str | Path, config: ExplainTrainConfig | None = Non
     """
     from ..predict import Predictor
 
-    config, agent_config, env_config = (
+    config, agent_config, env_config, consistency = (
         config or ExplainTrainConfig(),
         agent_config or AgentConfig(),
         env_config or EnvConfig(),
+        consistency or ConsistencyConfig(),
     )
     run_dir = Path(run_dir)
     predictor = predictor or Predictor.from_pretrained(run_dir)
@@ -126,12 +131,15 @@ def train_explainer(run_dir: str | Path, config: ExplainTrainConfig | None = Non
     logger.info("explainer: %d of %d training ECGs predicted positive; margin scale %.3g logit", len(positives),
                 len(pool), scale)  # fmt: skip
     agent = train_agent(env, agent_config, positives, progress=progress)
+    distiller = TreeDistiller(config.max_depth, config.min_samples_leaf, config.dagger_rounds, seed=config.seed)
+    # training positives only: the held-out validation ECGs that measure fidelity stay unseen
+    agent.summary["consistency"] = make_tree_consistent(agent, [(env, positives)], consistency, distiller,
+                                                        seed=agent_config.seed)  # fmt: skip
 
     val = run_split(run_dir, "val", config.n_val_ecgs, seed=config.seed, predictor=predictor)
     val_pool = EcgPool.build(val.ecgs, blackbox, val.strata, env_config.limb_policy)
     val_env = EditEnv(val_pool, blackbox, env_config, scale)
     val_pos = np.flatnonzero(val_pool.prob0 >= blackbox.threshold)
-    distiller = TreeDistiller(config.max_depth, config.min_samples_leaf, config.dagger_rounds, seed=config.seed)
     distiller.fit(agent, val_env, val_pos, extra=[(env, positives)])
 
     out = run_dir / EXPLAINER_DIR
@@ -148,7 +156,12 @@ def train_explainer(run_dir: str | Path, config: ExplainTrainConfig | None = Non
         "distill": distiller.report_,
         "agent_training": {k: v for k, v in agent.summary.items() if k != "history"},
         "history": agent.summary.get("history", []),
-        "configs": {"train": asdict(config), "agent": asdict(agent_config), "env": asdict(env_config)},
+        "configs": {
+            "train": asdict(config),
+            "agent": asdict(agent_config),
+            "env": asdict(env_config),
+            "consistency": asdict(consistency),
+        },
         "queries": blackbox.n_queries,
         "query_seconds": blackbox.seconds,
         "seconds": time.perf_counter() - start,
