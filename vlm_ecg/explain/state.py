@@ -192,7 +192,8 @@ class ActionSpace:
                f"{self.size_mv[action]:.2f} mV"  # fmt: skip
 
     def index(self, lead: str, segment: str, amplitude_mv: float) -> int:
-        """The action of a single-lead edit (its size must be one of the levels)."""
+        """The action of a single-lead edit (its size must be one of the levels); with territory targets, the action
+        of the lead's territory, which edits that lead only where it is the territory's most extreme."""
         slot = SLOTS.index((lead, segment))
         level = int(np.argmin([abs(abs(amplitude_mv) - v) for v in self.levels_mv]))
         edit = self.edit_of_slot[slot * 2 + int(amplitude_mv > 0)]
