@@ -182,7 +182,7 @@ def test_territory_actions_edit_the_most_extreme_allowed_lead():
     # every (lead, segment, direction) belongs to exactly one action per level, and edit_of_slot says which
     for a in range(len(space)):
         for slot in space.members[a][space.members[a] >= 0]:
-            assert space.edit_of_slot[slot * 2 + int(space.sign[a] > 0)] == space.edit_index[a]
+            assert space.edit_of_slot[slot * 2 + int(space.sign[a] > 0)] == a // len(space.levels_mv)
     amps = np.zeros((2, len(SLOTS)))
     st = {lead: SLOTS.index((lead, "ST")) for lead in ("II", "III", "aVF")}
     amps[:, st["II"]], amps[:, st["III"]], amps[:, st["aVF"]] = 0.05, 0.20, -0.10

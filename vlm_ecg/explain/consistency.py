@@ -7,9 +7,11 @@ fine differences of the state ("lower the inferior ST" and "raise the lateral ST
 almost alike), so no depth-5 tree agrees with it on more than about half of its states, and rules that agree half
 the time do not explain it. Each round (co-distillation, cf. policy distillation with DAgger): roll the agent out
 on the training positives, fit a depth-limited tree to its edits (`TreeDistiller.fit_tree`), and train the policy
-network by cross-entropy to take the tree's action wherever the agent's own logit advantage over it is below
-`tolerance` (nats; None: everywhere), and its own action elsewhere, on all the states seen so far. The ranking
-beyond the first choice keeps what RL learnt, which the top-k roll-out (`CounterfactualAgent.rollout`) uses.
+network on all the states seen so far to take the tree's action wherever the agent's own logit advantage over it is
+below `tolerance` (nats; None: everywhere), and its own action elsewhere. The targets are soft: the frozen RL
+policy's logits with the wanted action raised `margin` nats above the best, so the ranking beyond the first choice
+keeps what RL learnt, which the top-k roll-out (`CounterfactualAgent.rollout`) uses (hard targets, plain
+cross-entropy, flattened that ranking and cost 2-3 points of top-8 validity on the default run).
 
 No model query is spent beyond the roll-outs (the labels come from the networks), and the held-out ECGs on which
 fidelity is reported are never trained on.

@@ -257,9 +257,7 @@ class EditEnv:
         a = self.actions
         if a.single_leads:
             return ok
-        level = np.arange(len(a)) % len(a.levels_mv)
-        col = a.slot_action(np.maximum(a.members, 0), (a.sign > 0)[:, None], level[:, None])  # (A, W)
-        return (ok[:, col] & (a.members >= 0)[None]).any(axis=2)
+        return (ok[:, a.member_actions] & (a.members >= 0)[None]).any(axis=2)
 
     def observe(self, ep: Episodes) -> tuple[np.ndarray, np.ndarray]:
         """(states (N, F) float32, masks (N, A) bool)."""
@@ -305,8 +303,7 @@ class EditEnv:
         if a.single_leads:
             slots = a.slot[act]
         else:
-            sub = ep.take(rows)
-            slots = a.resolve(act, self.amplitudes(sub), self.slot_masks(sub))
+            slots = a.resolve(act, self.amplitudes(ep)[rows], self.slot_masks(ep)[rows])
         new_slot = ep.edits[rows, slots] == 0
         ep.edits[rows, slots] += a.delta_mv[act]
         for i, s, new in zip(rows, slots, new_slot, strict=True):

@@ -103,7 +103,6 @@ class ActionSpace:
         n_levels, n_seg = len(levels), len(SEGMENTS)
         self.n = len(groups) * n_seg * 2 * n_levels
         index = np.arange(self.n)
-        self.edit_index = index // n_levels  # (A,) (target, segment, direction): what the distilled tree predicts
         self.target = index // (2 * n_levels * n_seg)  # (A,)
         self.segment = (index // (2 * n_levels)) % n_seg  # (A,)
         self.sign = np.where((index // n_levels) % 2 == 0, -1.0, 1.0)  # direction 0 lowers, 1 raises
@@ -115,6 +114,9 @@ class ActionSpace:
         for a in range(self.n):
             leads = groups[self.target[a]]
             self.members[a, : len(leads)] = np.asarray(leads) * n_seg + self.segment[a]
+        # (A, width) the single-slot edit (`slot_action` layout) each member would take (padding: slot 0, unused)
+        self.member_actions = self.slot_action(np.maximum(self.members, 0), (self.sign > 0)[:, None],
+                                               (index % n_levels)[:, None])  # fmt: skip
         self.limb_share = np.array([np.mean([lead < 6 for lead in g]) for g in groups])[self.target]
         # (N_SLOTS * 2,) the edit (target, segment, direction) that moves slot s in direction d: index s * 2 + d
         target_of_lead = {lead: t for t, g in enumerate(groups) for lead in g}
@@ -146,9 +148,9 @@ class ActionSpace:
         ).astype(np.float32)  # fmt: skip
 
     def resolve(self, actions: np.ndarray, amplitudes: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarray:
-        """(N,) slot each action edits: among the target's leads (those with `allowed`, (N, A_slot) over
-        `slot_actions`, when given), the one whose value is the most extreme the other way: the highest when
-        lowering, the lowest when raising (first lead on ties).
+        """(N,) slot each action edits: among the target's leads (those with `allowed` when given), the one whose
+        value is the most extreme the other way: the highest when lowering, the lowest when raising (first lead on
+        ties).
 
         Args:
             actions: (N,) action indices.
@@ -161,9 +163,7 @@ class ActionSpace:
         key = -self.sign[actions][:, None] * np.asarray(amplitudes)[rows, np.maximum(members, 0)]
         ok = members >= 0
         if allowed is not None:
-            level = actions % len(self.levels_mv)
-            col = self.slot_action(np.maximum(members, 0), (self.sign[actions] > 0)[:, None], level[:, None])
-            ok &= np.asarray(allowed)[rows, col]
+            ok &= np.asarray(allowed)[rows, self.member_actions[actions]]
         key = np.where(ok, key, -np.inf)
         return members[np.arange(len(actions)), key.argmax(axis=1)]
 
@@ -179,7 +179,7 @@ class ActionSpace:
     def name(self, action: int) -> str:
         """Words, e.g. "lower V3 T wave by 0.10 mV" or "lower the ST segment (J+60 ms) of the inferior lead (II, III,
         aVF) where it is highest by 0.10 mV"."""
-        if len(self.members[action][self.members[action] >= 0]) == 1:
+        if (self.members[action] >= 0).sum() == 1:
             lead, seg = SLOTS[int(self.members[action, 0])]
             return Edit(lead, seg, float(self.delta_mv[action])).describe()
         seg = SEGMENTS[self.segment[action]]
